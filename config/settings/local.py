@@ -1,0 +1,6 @@
+"""Developer machine: `make run` uses these."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)

@@ -1,0 +1,161 @@
+"""Who is online in which room, shared by every server process.
+
+A user is online in a room while at least one of their sockets has joined
+it. Each socket is an entry `"<user_id>:<channel_name>"` with an expiry time,
+refreshed by its process every few seconds; a socket whose process died stops
+being refreshed and is swept out within CHAT_PRESENCE_TTL seconds.
+
+With REDIS_URL the entries live in Redis sorted sets (score = expiry), and
+each change is one MULTI transaction, so exactly one socket sees "first in"
+or "last out". Without Redis, a dict in this process does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Protocol
+
+from django.conf import settings
+
+ROOMS_KEY = "chat:presence:rooms"
+
+
+def _key(room: str) -> str:
+    return f"chat:presence:{room}"
+
+
+def _member(user_id: int, channel: str) -> str:
+    return f"{user_id}:{channel}"
+
+
+def _users(members: list[str]) -> set[int]:
+    return {int(m.split(":", 1)[0]) for m in members}
+
+
+class PresenceStore(Protocol):
+    async def add(self, room: str, user_id: int, channel: str) -> bool: ...
+    async def remove(self, room: str, user_id: int, channel: str) -> bool: ...
+    async def online(self, room: str) -> set[int]: ...
+    async def refresh(self, entries: list[tuple[str, int, str]]) -> None: ...
+    async def sweep(self) -> list[tuple[str, int]]: ...
+
+
+class MemoryPresence:
+    def __init__(self) -> None:
+        self.rooms: dict[str, dict[str, float]] = defaultdict(dict)
+
+    def _live(self, room: str) -> dict[str, float]:
+        now = time.time()
+        return {m: exp for m, exp in self.rooms[room].items() if exp > now}
+
+    async def add(self, room: str, user_id: int, channel: str) -> bool:
+        before = _users(list(self._live(room)))
+        self.rooms[room][_member(user_id, channel)] = time.time() + settings.CHAT_PRESENCE_TTL
+        return user_id not in before
+
+    async def remove(self, room: str, user_id: int, channel: str) -> bool:
+        removed = self.rooms[room].pop(_member(user_id, channel), None) is not None
+        return removed and user_id not in _users(list(self._live(room)))
+
+    async def online(self, room: str) -> set[int]:
+        return _users(list(self._live(room)))
+
+    async def refresh(self, entries: list[tuple[str, int, str]]) -> None:
+        expiry = time.time() + settings.CHAT_PRESENCE_TTL
+        for room, user_id, channel in entries:
+            member = _member(user_id, channel)
+            if member in self.rooms[room]:
+                self.rooms[room][member] = expiry
+
+    async def sweep(self) -> list[tuple[str, int]]:
+        now = time.time()
+        gone: list[tuple[str, int]] = []
+        for room, members in self.rooms.items():
+            expired = [m for m, exp in members.items() if exp <= now]
+            for m in expired:
+                del members[m]
+            live = _users(list(members))
+            gone.extend((room, uid) for uid in _users(expired) - live)
+        return gone
+
+
+class RedisPresence:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._clients: dict[int, object] = {}
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        # One client per event loop: redis.asyncio connections are loop-bound.
+        import redis.asyncio as aioredis
+
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None:
+            client = aioredis.from_url(self.url, decode_responses=True)
+            self._clients[loop_id] = client
+        return client
+
+    async def add(self, room: str, user_id: int, channel: str) -> bool:
+        now = time.time()
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zrange(_key(room), now, "+inf", byscore=True)
+            pipe.zadd(_key(room), {_member(user_id, channel): now + settings.CHAT_PRESENCE_TTL})
+            pipe.sadd(ROOMS_KEY, room)
+            before, _, _ = await pipe.execute()
+        return user_id not in _users(before)
+
+    async def remove(self, room: str, user_id: int, channel: str) -> bool:
+        now = time.time()
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zrem(_key(room), _member(user_id, channel))
+            pipe.zrange(_key(room), now, "+inf", byscore=True)
+            removed, after = await pipe.execute()
+        return bool(removed) and user_id not in _users(after)
+
+    async def online(self, room: str) -> set[int]:
+        return _users(await self._client().zrange(_key(room), time.time(), "+inf", byscore=True))
+
+    async def refresh(self, entries: list[tuple[str, int, str]]) -> None:
+        if not entries:
+            return
+        expiry = time.time() + settings.CHAT_PRESENCE_TTL
+        async with self._client().pipeline(transaction=False) as pipe:
+            for room, user_id, channel in entries:
+                pipe.zadd(_key(room), {_member(user_id, channel): expiry}, xx=True)
+            await pipe.execute()
+
+    async def sweep(self) -> list[tuple[str, int]]:
+        """Drop expired entries; return (room, user) pairs that went offline by it.
+
+        ZREM's count decides who reports, so of several processes sweeping at
+        once only the one that removed an entry announces the user offline.
+        """
+        client = self._client()
+        now = time.time()
+        gone: list[tuple[str, int]] = []
+        for room in await client.smembers(ROOMS_KEY):
+            expired = await client.zrange(_key(room), "-inf", now, byscore=True)
+            if not expired:
+                continue
+            removed = [m for m in expired if await client.zrem(_key(room), m)]
+            live = _users(await client.zrange(_key(room), now, "+inf", byscore=True))
+            gone.extend((room, uid) for uid in _users(removed) - live)
+        return gone
+
+
+_store: PresenceStore | None = None
+
+
+def presence() -> PresenceStore:
+    global _store
+    if _store is None:
+        _store = RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else MemoryPresence()
+    return _store
+
+
+def reset_presence() -> None:
+    """Forget the store (tests switch settings between cases)."""
+    global _store
+    _store = None

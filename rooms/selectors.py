@@ -1,0 +1,80 @@
+"""Reads about rooms and who may do what in them."""
+
+from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Greatest
+
+from accounts.models import User
+from common.errors import Forbidden, NotFound
+
+from .models import Ban, Membership, Room
+
+
+def rooms_visible_to(*, user: User) -> QuerySet[Room]:
+    """Public rooms and the private rooms the user belongs to, with per-user fields.
+
+    Annotates `is_member` and `unread_count` (last_seq minus the read marker;
+    0 for rooms the user has not joined).
+    """
+    mine = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    return (
+        Room.objects.filter(Q(is_private=False) | Q(memberships__user=user))
+        .distinct()
+        .annotate(
+            is_member=Exists(mine),
+            read_seq=mine.values("last_read_seq")[:1],
+        )
+        .annotate(
+            unread_count=Greatest(
+                Coalesce(F("last_seq") - F("read_seq"), Value(0), output_field=IntegerField()),
+                Value(0),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("slug")
+    )
+
+
+def room_get_visible(*, slug: str, user: User) -> Room:
+    """The room if the user may see it; NotFound for unknown or foreign private rooms."""
+    room = rooms_visible_to(user=user).filter(slug=slug).first()
+    if room is None:
+        raise NotFound("No such room.")
+    return room
+
+
+def membership_get(*, room: Room, user: User) -> Membership | None:
+    return Membership.objects.filter(room=room, user=user).first()
+
+
+def user_is_banned(*, room: Room, user: User) -> bool:
+    return Ban.objects.filter(room=room, user=user).exists()
+
+
+def room_check_readable(*, room: Room, user: User) -> Membership | None:
+    """Raise unless the user may read the room's messages; returns their membership.
+
+    Private rooms are invisible (NotFound) to non-members; a banned user is
+    refused (Forbidden) in any room.
+    """
+    membership = membership_get(room=room, user=user)
+    if room.is_private and membership is None:
+        raise NotFound("No such room.")
+    if user_is_banned(room=room, user=user):
+        raise Forbidden("You are banned from this room.")
+    return membership
+
+
+def room_check_moderator(*, room: Room, user: User) -> Membership | None:
+    """Raise Forbidden unless the user is the room's owner or a moderator (or staff)."""
+    membership = room_check_readable(room=room, user=user)
+    if user.is_staff:
+        return membership
+    if membership is None or not membership.can_moderate:
+        raise Forbidden("Only the room's owner or moderators may do that.")
+    return membership
+
+
+def room_members(*, room: Room) -> QuerySet[Membership]:
+    return room.memberships.select_related("user").order_by("joined_at", "pk")
+
+

@@ -1,0 +1,87 @@
+"""Shared fixtures. Real services come from the environment:
+
+- DATABASE_URL (PostgreSQL) and REDIS_URL select the real backends;
+- tests marked `redis`, `postgres`, `browser` are skipped without them, and
+  REQUIRE_SERVICES=1 (CI) turns each such skip into a failure.
+"""
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+
+from rooms.presence import reset_presence
+
+from .factories import RoomFactory, UserFactory
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "redis" and not settings.REDIS_URL:
+        return "REDIS_URL is not set"
+    if marker == "postgres" and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return "DATABASE_URL does not point at PostgreSQL"
+    if marker == "browser" and chromium_path() is None:
+        return "Chromium is not installed"
+    if marker == "multiprocess" and (
+        not settings.REDIS_URL or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
+    ):
+        return "several processes need PostgreSQL and Redis"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in ("redis", "postgres", "browser", "multiprocess"):
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = _missing(marker)
+        if reason is None:
+            continue
+        if REQUIRE_SERVICES:
+            pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(settings):
+    """Each test starts with empty presence and rate-limit state."""
+    from django.core.cache import cache
+
+    reset_presence()
+    cache.clear()
+    yield
+    reset_presence()
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(username="alice", display_name="Alice", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(username="bob", display_name="Bob")
+
+
+@pytest.fixture
+def carol(db):
+    return UserFactory(username="carol", display_name="Carol")
+
+
+@pytest.fixture
+def lobby(db, alice):
+    return RoomFactory(slug="lobby", name="Lobby", created_by=alice)
+
+
+@pytest.fixture
+def private_room(db, alice):
+    return RoomFactory(slug="staff", name="Staff", created_by=alice, is_private=True)

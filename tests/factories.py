@@ -1,0 +1,71 @@
+import factory
+from rest_framework.authtoken.models import Token
+
+from accounts.models import User
+from messaging.models import Message
+from rooms.models import Membership, Room
+
+PASSWORD = "chatchat123"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    display_name = factory.LazyAttribute(lambda o: o.username.title())
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):  # noqa: N805
+        if create:
+            obj.save()
+
+
+class RoomFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Room
+        skip_postgeneration_save = True
+
+    slug = factory.Sequence(lambda n: f"room-{n}")
+    name = factory.LazyAttribute(lambda o: o.slug.replace("-", " ").title())
+    created_by = factory.SubFactory(UserFactory)
+
+    @factory.post_generation
+    def owner_membership(obj, create, extracted, **kwargs):  # noqa: N805
+        if create and obj.created_by is not None:
+            Membership.objects.get_or_create(room=obj, user=obj.created_by, defaults={"role": Membership.Role.OWNER})
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    room = factory.SubFactory(RoomFactory)
+    role = Membership.Role.MEMBER
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    """Writes a row directly; tests of posting go through messaging.services instead."""
+
+    class Meta:
+        model = Message
+
+    room = factory.SubFactory(RoomFactory)
+    author = factory.SubFactory(UserFactory)
+    body = factory.Faker("sentence")
+
+    @factory.lazy_attribute
+    def seq(self):
+        room = self.room
+        room.refresh_from_db(fields=["last_seq"])
+        Room.objects.filter(pk=room.pk).update(last_seq=room.last_seq + 1)
+        room.last_seq += 1
+        return room.last_seq
+
+
+def token_for(user: User) -> str:
+    return Token.objects.get_or_create(user=user)[0].key
