@@ -19,11 +19,12 @@ from typing import Protocol
 
 from django.conf import settings
 
-ROOMS_KEY = "chat:presence:rooms"
+def _rooms_key() -> str:
+    return f"{settings.CHAT_REDIS_PREFIX}:presence:rooms"
 
 
 def _key(room: str) -> str:
-    return f"chat:presence:{room}"
+    return f"{settings.CHAT_REDIS_PREFIX}:presence:{room}"
 
 
 def _member(user_id: int, channel: str) -> str:
@@ -102,7 +103,7 @@ class RedisPresence:
         async with self._client().pipeline(transaction=True) as pipe:
             pipe.zrange(_key(room), now, "+inf", byscore=True)
             pipe.zadd(_key(room), {_member(user_id, channel): now + settings.CHAT_PRESENCE_TTL})
-            pipe.sadd(ROOMS_KEY, room)
+            pipe.sadd(_rooms_key(), room)
             before, _, _ = await pipe.execute()
         return user_id not in _users(before)
 
@@ -135,7 +136,7 @@ class RedisPresence:
         client = self._client()
         now = time.time()
         gone: list[tuple[str, int]] = []
-        for room in await client.smembers(ROOMS_KEY):
+        for room in await client.smembers(_rooms_key()):
             expired = await client.zrange(_key(room), "-inf", now, byscore=True)
             if not expired:
                 continue

@@ -54,12 +54,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_state(settings):
     """Each test starts with empty presence and rate-limit state."""
-    from django.core.cache import cache
-
+    _clear_redis_namespace()
     reset_presence()
-    cache.clear()
     yield
     reset_presence()
+
+
+def _clear_redis_namespace() -> None:
+    """Forget rate-limit counters and presence; only this run's keys, never FLUSHDB."""
+    from django.core.cache import cache
+
+    if not settings.REDIS_URL:
+        cache.clear()
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"*{settings.CHAT_REDIS_PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -88,27 +88,38 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Channel layer and cache ------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
+# Namespaces every Redis key (channel layer, cache, presence), so several
+# deployments or test runs can share one Redis.
+CHAT_REDIS_PREFIX = env("CHAT_REDIS_PREFIX", default="chat")
+
+
+def redis_settings(prefix: str) -> tuple[dict, dict]:
+    """CHANNEL_LAYERS and CACHES for REDIS_URL under a key prefix."""
+    layers = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
+                "prefix": f"{prefix}:asgi",
                 "capacity": env.int("CHANNEL_CAPACITY", default=1000),
                 "expiry": 60,
                 "group_expiry": 86400,
             },
         }
     }
-    # The cache holds rate-limit counters and presence, which several server
-    # processes must share.
-    CACHES = {
+    # The cache holds rate-limit counters, which every server process shares.
+    caches = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "chat",
+            "KEY_PREFIX": f"{prefix}:cache",
         }
     }
+    return layers, caches
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS, CACHES = redis_settings(CHAT_REDIS_PREFIX)
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -1,9 +1,24 @@
 """Test runs (pytest-django sets this module)."""
 
+import os
+
 from .base import *  # noqa: F403
+from .base import DATABASES, REDIS_URL, redis_settings
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Short waits keep the delivery-repair tests quick; behaviour is the same.
 CHAT_GAP_WAIT = 0.05
 CHAT_SWEEP_INTERVAL = 1.0
 CHAT_RATE_LIMIT = "off"
+
+# Several test runs may share this machine's PostgreSQL and Redis (developers
+# side by side, CI): each run gets its own test database and Redis key space.
+_run = f"t{os.getpid()}"
+CHAT_REDIS_PREFIX = _run
+if REDIS_URL:
+    CHANNEL_LAYERS, CACHES = redis_settings(_run)
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": f"test_chat_{_run}"}
+    # Connections opened on database_sync_to_async's worker thread would
+    # otherwise outlive the run and block dropping the test database.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
