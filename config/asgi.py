@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-    daphne -b 127.0.0.1 -p 8000 config.asgi:application
+daphne -b 127.0.0.1 -p 8000 config.asgi:application
 """
 
 import os

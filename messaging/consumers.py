@@ -248,7 +248,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "typing", "room": event["room"], "user": event["user"]})
 
     async def chat_presence(self, event: dict[str, Any]) -> None:
-        if event["room"] in self.cursors:
+        # A user's own sockets already know they are online (joined.online).
+        if event["room"] in self.cursors and event["user"]["id"] != self.user_id:
             await self.send_frame(
                 {"type": "presence", "room": event["room"], "user": event["user"], "online": event["online"]}
             )

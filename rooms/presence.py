@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
+
 
 def _rooms_key() -> str:
     return f"{settings.CHAT_REDIS_PREFIX}:presence:rooms"
@@ -85,9 +86,9 @@ class MemoryPresence:
 class RedisPresence:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._clients: dict[int, object] = {}
+        self._clients: dict[int, Any] = {}
 
-    def _client(self):  # type: ignore[no-untyped-def]
+    def _client(self) -> Any:
         # One client per event loop: redis.asyncio connections are loop-bound.
         import redis.asyncio as aioredis
 

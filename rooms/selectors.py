@@ -1,12 +1,16 @@
 """Reads about rooms and who may do what in them."""
 
+import re
+
 from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from accounts.models import User
 from common.errors import Forbidden, NotFound
 
-from .models import Ban, Membership, Room
+from .models import SLUG_RE, Ban, Membership, Room
+
+_slug_re = re.compile(SLUG_RE)
 
 
 def rooms_visible_to(*, user: User) -> QuerySet[Room]:
@@ -78,3 +82,18 @@ def room_members(*, room: Room) -> QuerySet[Membership]:
     return room.memberships.select_related("user").order_by("joined_at", "pk")
 
 
+def room_get(*, slug: str) -> Room:
+    """The room with this slug, whoever asks; NotFound if there is none."""
+    # A string that cannot be a slug (e.g. one with NUL, which PostgreSQL
+    # refuses as a parameter) names no room.
+    room = Room.objects.filter(slug=slug).first() if _slug_re.match(slug) else None
+    if room is None:
+        raise NotFound("No such room.")
+    return room
+
+
+def rooms_readable_by(*, user: User) -> QuerySet[Room]:
+    """Rooms whose messages the user may read: public ones they are not banned from, and their private ones."""
+    member = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    banned = Ban.objects.filter(room=OuterRef("pk"), user=user)
+    return Room.objects.filter(Q(is_private=False) | Exists(member)).exclude(Exists(banned))

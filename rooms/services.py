@@ -15,9 +15,7 @@ from .selectors import room_check_moderator, user_is_banned
 from .serializers import room_to_dict
 
 
-def room_create(
-    *, creator: User, slug: str, name: str, description: str = "", is_private: bool = False
-) -> Room:
+def room_create(*, creator: User, slug: str, name: str, description: str = "", is_private: bool = False) -> Room:
     """Create a room; its creator becomes the owner. A taken slug is BadRequest."""
     try:
         slug_validator(slug)

@@ -54,10 +54,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_state(settings):
     """Each test starts with empty presence and rate-limit state."""
+    from channels.layers import channel_layers
+
     _clear_redis_namespace()
     reset_presence()
+    # Layers hold asyncio locks bound to one event loop, and each test has its own.
+    channel_layers.backends.clear()
     yield
     reset_presence()
+    channel_layers.backends.clear()
 
 
 def _clear_redis_namespace() -> None:
