@@ -28,6 +28,8 @@ from rooms.presence import presence
 from . import db
 from .delivery import RoomCursor, watcher
 from .serializers import for_viewer
+from .services import NewMessage
+from .writer import writer
 
 logger = logging.getLogger(__name__)
 
@@ -188,16 +190,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         client_id = frame.get("client_id")
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
             raise BadRequest("client_id must be a string of 1-64 characters.")
-        try:
-            message, _created = await db.send_message(
-                user=self.user, room_id=cursor.room_id, body=frame.get("body"), client_id=client_id
-            )
-        except RateLimited as exc:
+        posted, message = await writer().submit(
+            NewMessage(room_id=cursor.room_id, author=self.user, body=frame.get("body"), client_id=client_id)
+        )
+        if isinstance(posted.error, RateLimited):
             self.flood += 1
             if self.flood > FLOOD_TOLERANCE:
                 await self.close(code=CLOSE_FLOODING)
                 return
-            raise exc
+        if posted.error is not None:
+            raise posted.error
         self.flood = 0
         await self.send_frame({"type": "ack", **self._ref(ref), "message": message})
 

@@ -19,7 +19,6 @@ from rooms.services import read_marker_set, room_join
 
 from .selectors import messages_after
 from .serializers import message_to_dict
-from .services import message_create
 
 
 @dataclass
@@ -54,13 +53,6 @@ def join_room(*, user: User, slug: str, after: int | None, limit: int) -> JoinRe
 def check_still_readable(*, user: User, room_id: int) -> None:
     room = Room.objects.get(pk=room_id)
     room_check_readable(room=room, user=user)
-
-
-@database_sync_to_async
-def send_message(*, user: User, room_id: int, body: Any, client_id: str) -> tuple[dict[str, Any], bool]:
-    room = Room.objects.get(pk=room_id)
-    message, created = message_create(room=room, author=user, body=body, client_id=client_id)
-    return message_to_dict(message, room_slug=room.slug), created
 
 
 @database_sync_to_async

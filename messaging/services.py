@@ -5,20 +5,22 @@ its transaction; realtime events leave with `transaction.on_commit`, so no
 socket ever hears of a row that could still roll back.
 """
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from common.errors import BadRequest, Forbidden, NotFound, RoomLocked, TooLong
+from common.errors import BadRequest, ChatError, Forbidden, NotFound, RateLimited, RoomLocked, TooLong
 from common.ratelimit import rate_limit_hit
 from common.realtime import group_send_sync
 from rooms.models import Ban, Membership, Room
 
 from .models import Message
-from .selectors import message_get_by_client_id
 from .serializers import message_to_dict
 
 
@@ -42,11 +44,41 @@ def clean_client_id(client_id: Any, *, required: bool = False) -> str | None:
     return client_id
 
 
-def _broadcast(room: Room, event_type: str, message: Message) -> None:
+Publish = Callable[[list[tuple[str, dict[str, Any]]]], None]
+
+
+def _publish_sync(events: list[tuple[str, dict[str, Any]]]) -> None:
+    for group, event in events:
+        group_send_sync(group, event)
+
+
+def _message_event(room: Room, event_type: str, message: Message) -> tuple[str, dict[str, Any]]:
     payload = message_to_dict(message, room_slug=room.slug)
-    event = {"type": event_type, "room_id": room.pk, "seq": message.seq, "message": payload}
-    group = room.group_name
-    transaction.on_commit(lambda: group_send_sync(group, event))
+    return room.group_name, {"type": event_type, "room_id": room.pk, "seq": message.seq, "message": payload}
+
+
+def _broadcast(room: Room, event_type: str, message: Message) -> None:
+    events = [_message_event(room, event_type, message)]
+    transaction.on_commit(lambda: _publish_sync(events))
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One request to post: what `messages_create` takes, many at a time."""
+
+    room_id: int
+    author: User
+    body: Any
+    client_id: str | None = None
+
+
+@dataclass
+class Posted:
+    """The outcome of one NewMessage: the message (new or the original of a retry), or an error."""
+
+    message: Message | None = None
+    created: bool = False
+    error: ChatError | None = None
 
 
 def message_create(
@@ -62,49 +94,179 @@ def message_create(
     Raises BadRequest/TooLong (input), NotFound (private room, not a member),
     Forbidden (banned), RoomLocked, RateLimited.
     """
-    body = clean_body(body)
-    client_id = clean_client_id(client_id)
-    if client_id is not None:
-        existing = message_get_by_client_id(room=room, author=author, client_id=client_id)
-        if existing is not None:
-            return existing, False
+    (posted,) = messages_create(
+        requests=[NewMessage(room_id=room.pk, author=author, body=body, client_id=client_id)],
+        rate_limit=rate_limit,
+    )
+    if posted.error is not None:
+        raise posted.error
+    assert posted.message is not None
+    return posted.message, posted.created
+
+
+def messages_create(
+    *, requests: Sequence[NewMessage], rate_limit: bool = True, publish: Publish | None = None
+) -> list[Posted]:
+    """Post many messages in one transaction (group commit); one `Posted` per request, in order.
+
+    This is `message_create` for a batch: the websocket's writer hands it all
+    the sends that queued up while the previous batch committed, so a busy
+    server pays one transaction, one lock per room and a handful of queries
+    per batch instead of per message. Each request succeeds or fails on its
+    own (bad body, locked room, ban, rate limit); no ack is given for a row
+    that is not committed, because results are returned only after COMMIT.
+    Broadcasts go out on commit, in seq order, through `publish` (default:
+    a blocking group_send per message).
+    """
+    results = [Posted() for _ in requests]
+    keys: dict[tuple[int, int, str], int] = {}
+    pending: list[tuple[int, NewMessage, str]] = []
+    for i, req in enumerate(requests):
+        try:
+            body = clean_body(req.body)
+            clean_client_id(req.client_id)
+        except ChatError as exc:
+            results[i].error = exc
+            continue
+        pending.append((i, req, body))
+    if not pending:
+        return results
+
+    # Retries of committed messages are answered before the rate limit and
+    # without a write lock.
+    _answer_retries(pending, results, keys)
+    pending = [p for p in pending if results[p[0]].message is None]
     if rate_limit:
-        rate_limit_hit(user_id=author.pk)
+        allowed = []
+        for i, req, body in pending:
+            try:
+                rate_limit_hit(user_id=req.author.pk)
+            except RateLimited as exc:
+                results[i].error = exc
+                continue
+            allowed.append((i, req, body))
+        pending = allowed
+    if not pending:
+        return results
     try:
-        with transaction.atomic():
-            locked = Room.objects.select_for_update().get(pk=room.pk)
-            if client_id is not None:
-                # Re-checked under the room lock: a racing retry that committed
-                # first is visible now, so the pair yields one message.
-                existing = message_get_by_client_id(room=room, author=author, client_id=client_id)
-                if existing is not None:
-                    return existing, False
-            if Ban.objects.filter(room=locked, user=author).exists():
-                raise Forbidden("You are banned from this room.")
-            membership = Membership.objects.filter(room=locked, user=author).first()
-            if membership is None:
-                if locked.is_private:
-                    raise NotFound("No such room.")
-                membership = Membership(room=locked, user=author)
-            if locked.is_locked:
-                raise RoomLocked()
-            seq = locked.last_seq + 1
-            message = Message.objects.create(room=locked, seq=seq, author=author, body=body, client_id=client_id)
-            Room.objects.filter(pk=locked.pk).update(last_seq=seq)
-            # Sending marks the room read up to this message for its author.
-            membership.last_read_seq = seq
-            membership.save()
-            locked.last_seq = seq
-            _broadcast(locked, "chat.message", message)
+        _create_locked(pending, results, publish or _publish_sync)
     except IntegrityError:
-        if client_id is None:
+        # Only a racing writer outside the room lock could cause this; fall
+        # back to one transaction per request so each gets its own answer.
+        if len(pending) == 1:
             raise
-        existing = message_get_by_client_id(room=room, author=author, client_id=client_id)
-        if existing is None:
-            raise
-        return existing, False
-    message.room = locked
-    return message, True
+        for i, req, _body in pending:
+            results[i] = messages_create(requests=[req], rate_limit=False, publish=publish)[0]
+    return results
+
+
+def _answer_retries(
+    pending: list[tuple[int, NewMessage, str]], results: list[Posted], keys: dict[tuple[int, int, str], int]
+) -> None:
+    wanted = Q()
+    any_key = False
+    for _, req, _ in pending:
+        if req.client_id is not None:
+            wanted |= Q(room_id=req.room_id, author_id=req.author.pk, client_id=req.client_id)
+            any_key = True
+    if not any_key:
+        return
+    found = {
+        (m.room_id, m.author_id, m.client_id): m
+        for m in Message.objects.select_related("author", "room").filter(wanted)
+    }
+    for i, req, _ in pending:
+        if req.client_id is None:
+            continue
+        existing = found.get((req.room_id, req.author.pk, req.client_id))
+        if existing is not None:
+            results[i].message, results[i].created = existing, False
+
+
+def _refusal(
+    room: Room | None,
+    req: NewMessage,
+    memberships: dict[tuple[int, int], Membership],
+    banned: set[tuple[int, int]],
+) -> ChatError | None:
+    if room is None or (room.is_private and (req.room_id, req.author.pk) not in memberships):
+        return NotFound("No such room.")
+    if (req.room_id, req.author.pk) in banned:
+        return Forbidden("You are banned from this room.")
+    if room.is_locked:
+        return RoomLocked()
+    return None
+
+
+def _create_locked(pending: list[tuple[int, NewMessage, str]], results: list[Posted], publish: Publish) -> None:
+    room_ids = sorted({req.room_id for _, req, _ in pending})
+    author_ids = {req.author.pk for _, req, _ in pending}
+    with transaction.atomic():
+        # Locked in id order, so two batches touching the same rooms cannot deadlock.
+        rooms = {r.pk: r for r in Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk")}
+        # Re-read under the lock: a racing retry that committed first is
+        # visible now, so the pair yields one message.
+        committed: dict[tuple[int, int, str], Message] = {}
+        keyed = [(req.room_id, req.author.pk, req.client_id) for _, req, _ in pending if req.client_id]
+        if keyed:
+            wanted = Q()
+            for room_id, author_id, client_id in keyed:
+                wanted |= Q(room_id=room_id, author_id=author_id, client_id=client_id)
+            committed = {
+                (m.room_id, m.author_id, m.client_id): m  # type: ignore[misc]
+                for m in Message.objects.select_related("author", "room").filter(wanted)
+            }
+        banned = set(Ban.objects.filter(room_id__in=room_ids, user_id__in=author_ids).values_list("room_id", "user_id"))
+        memberships = {
+            (m.room_id, m.user_id): m for m in Membership.objects.filter(room_id__in=room_ids, user_id__in=author_ids)
+        }
+        new_rows: list[tuple[int, Message]] = []
+        in_batch: dict[tuple[int, int, str], Message] = {}
+        read_to: dict[tuple[int, int], int] = {}
+        for i, req, body in pending:
+            room = rooms.get(req.room_id)
+            key = (req.room_id, req.author.pk, req.client_id) if req.client_id else None
+            if key is not None and key in committed:
+                results[i].message = committed[key]
+                continue
+            if key is not None and key in in_batch:
+                results[i].message = in_batch[key]  # the same retry twice in one batch
+                continue
+            error = _refusal(room, req, memberships, banned)
+            if error is not None or room is None:
+                results[i].error = error
+                continue
+            room.last_seq += 1
+            message = Message(room=room, seq=room.last_seq, author=req.author, body=body, client_id=req.client_id)
+            new_rows.append((i, message))
+            if key is not None:
+                in_batch[key] = message
+            # Sending marks the room read up to this message for its author.
+            read_to[(req.room_id, req.author.pk)] = room.last_seq
+        if not new_rows:
+            return
+        Message.objects.bulk_create([m for _, m in new_rows])
+        touched = {m.room_id for _, m in new_rows}
+        for room_id in touched:
+            Room.objects.filter(pk=room_id).update(last_seq=rooms[room_id].last_seq)
+        to_update: list[Membership] = []
+        to_create: list[Membership] = []
+        for (room_id, user_id), seq in read_to.items():
+            membership = memberships.get((room_id, user_id))
+            if membership is None:
+                # Posting in a public room makes the author a member.
+                to_create.append(Membership(room_id=room_id, user_id=user_id, last_read_seq=seq))
+            elif membership.last_read_seq < seq:
+                membership.last_read_seq = seq
+                to_update.append(membership)
+        if to_create:
+            Membership.objects.bulk_create(to_create, ignore_conflicts=True)
+        if to_update:
+            Membership.objects.bulk_update(to_update, ["last_read_seq"])
+        for i, message in new_rows:
+            results[i].message, results[i].created = message, True
+        events = [_message_event(rooms[m.room_id], "chat.message", m) for _, m in new_rows]
+        transaction.on_commit(lambda: publish(events))
 
 
 def message_edit(*, message: Message, actor: User, body: Any) -> Message:

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "rooms",
     "messaging",
@@ -101,7 +102,10 @@ def redis_settings(prefix: str) -> tuple[dict, dict]:
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": f"{prefix}:asgi",
-                "capacity": env.int("CHANNEL_CAPACITY", default=1000),
+                # channels-redis queues every message for one process's sockets in a single
+                # list; past capacity it drops (sockets then repair from the
+                # database, which is slower), so leave room for bursts.
+                "capacity": env.int("CHANNEL_CAPACITY", default=20000),
                 "expiry": 60,
                 "group_expiry": 86400,
             },
@@ -174,6 +178,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the drf-spectacular-sidecar package's static
+    # files rather than a CDN, so /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- i18n / static ----------------------------------------------------------

@@ -104,3 +104,61 @@ def test_delete_in_a_foreign_private_room_is_not_found(alice, bob, private_room)
 
 def test_room_last_seq_not_editable_through_forms():
     assert not Room._meta.get_field("last_seq").editable
+
+
+def test_batch_answers_each_request_on_its_own(alice, bob, lobby, private_room, django_capture_on_commit_callbacks):
+    from common.errors import NotFound as NotFoundError
+    from messaging.services import NewMessage, messages_create
+
+    locked = RoomFactory(created_by=alice, is_locked=True)
+    committed, _ = message_create(room=lobby, author=bob, body="earlier", client_id="old")
+    requests = [
+        NewMessage(room_id=lobby.pk, author=alice, body="one", client_id="a"),
+        NewMessage(room_id=lobby.pk, author=alice, body="", client_id="b"),
+        NewMessage(room_id=locked.pk, author=alice, body="x", client_id="c"),
+        NewMessage(room_id=private_room.pk, author=bob, body="x", client_id="d"),
+        NewMessage(room_id=lobby.pk, author=bob, body="retry", client_id="old"),
+        NewMessage(room_id=lobby.pk, author=alice, body="one again", client_id="a"),
+        NewMessage(room_id=lobby.pk, author=bob, body="two", client_id=None),
+        NewMessage(room_id=private_room.pk, author=alice, body="private", client_id="e"),
+    ]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        results = messages_create(requests=requests)
+    assert [type(r.error) for r in results] == [
+        type(None),
+        BadRequest,
+        RoomLocked,
+        NotFoundError,
+        type(None),
+        type(None),
+        type(None),
+        type(None),
+    ]
+    assert [(r.message.seq if r.message else None, r.created) for r in results] == [
+        (2, True),
+        (None, False),
+        (None, False),
+        (None, False),
+        (1, False),
+        (2, False),
+        (3, True),
+        (1, True),
+    ]
+    assert results[4].message.pk == committed.pk
+    assert results[5].message.pk == results[0].message.pk is not None
+    assert len(callbacks) == 1  # one on_commit for the whole batch
+    lobby.refresh_from_db()
+    assert lobby.last_seq == 3
+
+
+def test_batch_broadcasts_in_seq_order(alice, lobby, django_capture_on_commit_callbacks):
+    from messaging.services import NewMessage, messages_create
+
+    published = []
+    with django_capture_on_commit_callbacks(execute=True):
+        messages_create(
+            requests=[NewMessage(room_id=lobby.pk, author=alice, body=str(i), client_id=str(i)) for i in range(5)],
+            publish=published.extend,
+        )
+    assert [event["seq"] for _, event in published] == [1, 2, 3, 4, 5]
+    assert {group for group, _ in published} == {lobby.group_name}
