@@ -40,6 +40,8 @@ CLOSE_DEACTIVATED = 4403
 CLOSE_IDLE = 4408
 CLOSE_FLOODING = 4429
 CLOSE_TOO_LARGE = 1009
+# Issue 3: the channel layer failed under this socket; the client should reconnect.
+CLOSE_SERVICE_RESTART = 1012
 # rate_limited errors in a row before the socket is closed with 4429.
 FLOOD_TOLERANCE = 10
 
@@ -62,6 +64,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """Handles `/ws/chat/` and `/ws/chat/<slug>/` (implicit join on connect)."""
 
     cursors: dict[str, RoomCursor]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # Issue 3 (delivery): when the channel layer fails (e.g. Redis restarts),
+        # the receive loop or a group call raises and this socket can no longer
+        # hear its rooms. Close with 1012 (service restart) so the client
+        # reconnects and rejoins with `after`, and clean up as on a disconnect,
+        # rather than die with daphne's generic 1011 and leave state behind.
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception:
+            logger.warning("chat socket failed; closing with 1012 so the client reconnects", exc_info=True)
+            if getattr(self, "closed", True):
+                return
+            try:
+                await self.close(code=CLOSE_SERVICE_RESTART)
+                await self.disconnect(CLOSE_SERVICE_RESTART)
+            except Exception:
+                logger.warning("cleanup after a failed chat socket was incomplete", exc_info=True)
 
     async def connect(self) -> None:
         self.cursors = {}
@@ -134,6 +154,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except DatabaseError:
             logger.warning("database error handling a %r frame", frame.get("type"), exc_info=True)
             await self.send_error(ref, room, Unavailable())
+        except Exception:
+            # Never a 1011 for one frame: the client gets an error it can retry
+            # (sends are idempotent by client_id) and the socket stays open.
+            logger.exception("unexpected failure handling a %r frame", frame.get("type"))
+            await self.send_error(ref, room, Unavailable("Something went wrong on our side; try again."))
 
     async def on_join(self, frame: dict[str, Any], ref: str | None) -> None:
         slug = self._slug(frame)
@@ -269,6 +294,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame(
             {"type": "error", "room": event["slug"], "code": "forbidden", "detail": "You were banned from this room."}
         )
+
+    async def user_left(self, event: dict[str, Any]) -> None:
+        """The user left the room elsewhere (REST, another tab): every socket of theirs stops hearing it."""
+        cursor = self.cursors.get(event["slug"])
+        if cursor is not None:
+            await self._unsubscribe(cursor)
+            await self.send_frame({"type": "left", "room": event["slug"]})
 
     async def user_deactivated(self, event: dict[str, Any]) -> None:
         await self.close(code=CLOSE_DEACTIVATED)

@@ -69,6 +69,9 @@ def room_leave(*, room: Room, user: User) -> None:
         if membership.role == Membership.Role.OWNER:
             raise Forbidden("The owner cannot leave the room.")
         membership.delete()
+        event = {"type": "user.left", "slug": room.slug}
+        group = user.group_name
+        transaction.on_commit(lambda: group_send_sync(group, event))
 
 
 def room_update(

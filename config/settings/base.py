@@ -144,8 +144,9 @@ CHAT_SWEEP_INTERVAL = env.float("CHAT_SWEEP_INTERVAL", default=5.0)
 # A socket that sends no frame for this long is closed (daphne's pings keep
 # the TCP side honest; this frees sockets whose client has gone quiet).
 CHAT_IDLE_TIMEOUT = env.float("CHAT_IDLE_TIMEOUT", default=3600.0)
-# Presence entries not refreshed for this long count as offline.
-CHAT_PRESENCE_TTL = env.float("CHAT_PRESENCE_TTL", default=60.0)
+# Presence entries not refreshed for this long count as offline. With the
+# sweep interval on top, a process that died is announced offline within 60 s.
+CHAT_PRESENCE_TTL = env.float("CHAT_PRESENCE_TTL", default=45.0)
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -413,3 +413,32 @@ async def test_channels_redis_layer_carries_messages(ws, alice, bob, lobby):
         await b.join("lobby")
         await a.send(type="send", room="lobby", body="through redis", client_id="r1")
         assert (await b.recv_type("message"))["message"]["body"] == "through redis"
+
+
+async def test_leaving_over_rest_unsubscribes_every_socket_of_the_user(ws, alice, bob, lobby):
+    from rooms.services import room_leave
+
+    async with ws(alice) as a, ws(bob) as b:
+        await a.join("lobby")
+        await b.join("lobby")
+        await database_sync_to_async(room_leave)(room=lobby, user=bob)
+        assert await b.recv_type("left") == {"type": "left", "room": "lobby"}
+        await a.send(type="send", room="lobby", body="gone?", client_id="1")
+        await a.recv_type("ack")
+        await b.nothing()
+
+
+async def test_an_unexpected_failure_is_an_error_frame_not_a_close(ws, bob, lobby, monkeypatch):
+    from messaging import db
+
+    async def boom(**kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(db, "mark_read", boom)
+    async with ws(bob) as b:
+        await b.join("lobby")
+        await b.send(type="read", room="lobby", seq=1, ref="r")
+        err = await b.recv_type("error")
+        assert (err["code"], err["ref"]) == ("unavailable", "r")
+        await b.send(type="ping")
+        assert (await b.recv_type("pong"))["type"] == "pong"
