@@ -1,3 +1,33 @@
-from django.urls import path
+from django.urls import path, re_path
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
-urlpatterns: list = []
+from . import views
+from .exceptions import not_found_view
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("rooms/", views.RoomListView.as_view(), name="api-rooms"),
+    path("rooms/<slug:slug>/", views.RoomDetailView.as_view(), name="api-room"),
+    path("rooms/<slug:slug>/join/", views.RoomJoinView.as_view(), name="api-room-join"),
+    path("rooms/<slug:slug>/leave/", views.RoomLeaveView.as_view(), name="api-room-leave"),
+    path("rooms/<slug:slug>/members/", views.MemberListView.as_view(), name="api-room-members"),
+    path("rooms/<slug:slug>/members/<str:username>/", views.MemberDetailView.as_view(), name="api-room-member"),
+    path("rooms/<slug:slug>/bans/", views.BanListView.as_view(), name="api-room-bans"),
+    path("rooms/<slug:slug>/bans/<str:username>/", views.BanDetailView.as_view(), name="api-room-ban"),
+    path("rooms/<slug:slug>/messages/", views.MessageListView.as_view(), name="api-room-messages"),
+    path("rooms/<slug:slug>/read/", views.ReadMarkerView.as_view(), name="api-room-read"),
+    path("messages/<int:message_id>/", views.MessageDetailView.as_view(), name="api-message"),
+    path("search/", views.SearchView.as_view(), name="api-search"),
+    # Plain application/json first, so browsers show it and any client parses it;
+    # Accept: application/vnd.oai.openapi+json still gets that media type.
+    path(
+        "schema/",
+        SpectacularJSONAPIView.as_view(renderer_classes=[OpenApiJsonRenderer2, OpenApiJsonRenderer]),
+        name="api-schema",
+    ),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Only paths ending in "/": a path without one still resolves nowhere, so
+    # APPEND_SLASH redirects it (e.g. /api/rooms -> /api/rooms/) before it lands here.
+    re_path(r"^.*/$", not_found_view),
+]

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import Error as DatabaseError
 
-from accounts.models import user_group_name
+from accounts.models import User, user_group_name
 from accounts.serializers import user_to_dict
 from common.errors import BadRequest, ChatError, NotFound, NotJoined, RateLimited, Unavailable
 from rooms.models import SLUG_RE, room_group_name
@@ -40,8 +40,8 @@ CLOSE_DEACTIVATED = 4403
 CLOSE_IDLE = 4408
 CLOSE_FLOODING = 4429
 CLOSE_TOO_LARGE = 1009
-# Issue 3: the channel layer failed under this socket; the client should reconnect.
-CLOSE_SERVICE_RESTART = 1012
+# Issue 3: the channel layer failed under this socket (sent by daphne); the client should reconnect.
+CLOSE_INTERNAL_ERROR = 1011
 # rate_limited errors in a row before the socket is closed with 4429.
 FLOOD_TOLERANCE = 10
 
@@ -68,20 +68,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # Issue 3 (delivery): when the channel layer fails (e.g. Redis restarts),
         # the receive loop or a group call raises and this socket can no longer
-        # hear its rooms. Close with 1012 (service restart) so the client
-        # reconnects and rejoins with `after`, and clean up as on a disconnect,
-        # rather than die with daphne's generic 1011 and leave state behind.
+        # hear its rooms. Clean up as on a disconnect, then let the exception
+        # reach daphne, which closes the socket with 1011 so the client
+        # reconnects and rejoins with `after`. (1012 "service restart" would
+        # be apter, but autobahn refuses to send it: a close from the app must
+        # be 1000 or 3000-4999, and a refused close left the socket open and
+        # dead.)
         try:
             await super().__call__(scope, receive, send)
         except Exception:
-            logger.warning("chat socket failed; closing with 1012 so the client reconnects", exc_info=True)
-            if getattr(self, "closed", True):
-                return
-            try:
-                await self.close(code=CLOSE_SERVICE_RESTART)
-                await self.disconnect(CLOSE_SERVICE_RESTART)
-            except Exception:
-                logger.warning("cleanup after a failed chat socket was incomplete", exc_info=True)
+            if not getattr(self, "closed", True):
+                try:
+                    await self.disconnect(CLOSE_INTERNAL_ERROR)
+                except Exception:
+                    logger.warning("cleanup after a failed chat socket was incomplete", exc_info=True)
+            raise
 
     async def connect(self) -> None:
         self.cursors = {}
@@ -216,7 +217,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
             raise BadRequest("client_id must be a string of 1-64 characters.")
         posted, message = await writer().submit(
-            NewMessage(room_id=cursor.room_id, author=self.user, body=frame.get("body"), client_id=client_id)
+            NewMessage(room_id=cursor.room_id, author=self.me, body=frame.get("body"), client_id=client_id)
         )
         if isinstance(posted.error, RateLimited):
             self.flood += 1
@@ -366,6 +367,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if cursor is None:
             raise NotJoined("Join the room on this socket first.")
         return cursor
+
+    @property
+    def me(self) -> User:
+        """The socket's user; frames are only handled once authentication succeeded."""
+        assert self.user is not None
+        return self.user
 
     @staticmethod
     def _ref(ref: str | None) -> dict[str, str]:

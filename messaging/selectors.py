@@ -1,10 +1,15 @@
 """Reads of message history. Every query walks the (room, seq) unique index."""
 
+from dataclasses import dataclass
+
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.db import connection
 from django.db.models import QuerySet
 
 from accounts.models import User
 from common.errors import NotFound
 from rooms.models import Room
+from rooms.selectors import rooms_readable_by
 
 from .models import Message
 
@@ -15,9 +20,7 @@ def _base(room: Room) -> QuerySet[Message]:
     return Message.objects.filter(room=room).select_related("author")
 
 
-def messages_page(
-    *, room: Room, before: int | None = None, after: int | None = None, limit: int = 50
-) -> list[Message]:
+def messages_page(*, room: Room, before: int | None = None, after: int | None = None, limit: int = 50) -> list[Message]:
     """One page of history, ascending by seq.
 
     No cursor: the newest `limit`. `before=N`: the newest below N. `after=N`:
@@ -54,7 +57,66 @@ def message_get(*, message_id: int) -> Message:
 
 def message_get_by_client_id(*, room: Room, author: User, client_id: str) -> Message | None:
     return (
-        Message.objects.select_related("author", "room")
-        .filter(room=room, author=author, client_id=client_id)
-        .first()
+        Message.objects.select_related("author", "room").filter(room=room, author=author, client_id=client_id).first()
     )
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list[Message]
+    has_older: bool
+    has_newer: bool
+
+
+def messages_history(
+    *, room: Room, before: int | None = None, after: int | None = None, limit: int = 50
+) -> HistoryPage:
+    """A `messages_page` plus whether anything lies before and after it, for REST's page links.
+
+    For an empty page "before" means at or below `after` and "after" means at
+    or above `before`, so a client that overshot still gets a way back.
+    Every query is an index range scan on (room, seq).
+    """
+    messages = messages_page(room=room, before=before, after=after, limit=limit)
+    rows = Message.objects.filter(room=room)
+    if messages:
+        has_older = rows.filter(seq__lt=messages[0].seq).exists()
+        has_newer = rows.filter(seq__gt=messages[-1].seq).exists()
+    else:
+        has_older = after is not None and rows.filter(seq__lte=after).exists()
+        has_newer = before is not None and rows.filter(seq__gte=before).exists()
+    return HistoryPage(messages=messages, has_older=has_older, has_newer=has_newer)
+
+
+# Stemming ("deploys" finds "deployed") as chat users expect; the GIN index in
+# migration 0002 is built on exactly this expression, so keep them in step.
+SEARCH_CONFIG = "english"
+
+
+def search_vector() -> SearchVector:
+    return SearchVector("body", config=SEARCH_CONFIG)
+
+
+def messages_search(*, user: User, query: str, room: Room | None = None, limit: int, offset: int = 0) -> list[Message]:
+    """Messages the user may read that match `query`, deleted ones excluded.
+
+    PostgreSQL: full-text search (websearch syntax: quotes, OR, -word), best
+    match first. Other databases: case-insensitive substring, newest first.
+    """
+    qs = Message.objects.filter(
+        room__in=rooms_readable_by(user=user).values("pk"), deleted_at__isnull=True
+    ).select_related("author", "room")
+    if room is not None:
+        qs = qs.filter(room=room)
+    if connection.vendor == "postgresql":
+        vector = search_vector()
+        tsquery = SearchQuery(query, config=SEARCH_CONFIG, search_type="websearch")
+        qs = (
+            qs.annotate(document=vector)
+            .filter(document=tsquery)
+            .annotate(rank=SearchRank(vector, tsquery))
+            .order_by("-rank", "-id")
+        )
+    else:
+        qs = qs.filter(body__icontains=query).order_by("-created_at", "-id")
+    return list(qs[offset : offset + limit])

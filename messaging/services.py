@@ -31,6 +31,9 @@ def clean_body(body: Any) -> str:
     body = body.strip()
     if not body:
         raise BadRequest("body must not be empty.")
+    if "\x00" in body:
+        # PostgreSQL text cannot hold NUL; refuse it as input, not as an outage.
+        raise BadRequest("body must not contain NUL characters.")
     if len(body) > settings.CHAT_MAX_BODY:
         raise TooLong(f"body is limited to {settings.CHAT_MAX_BODY} characters (got {len(body)}).")
     return body
@@ -39,7 +42,7 @@ def clean_body(body: Any) -> str:
 def clean_client_id(client_id: Any, *, required: bool = False) -> str | None:
     if client_id is None and not required:
         return None
-    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64 or "\x00" in client_id:
         raise BadRequest("client_id must be a string of 1-64 characters.")
     return client_id
 

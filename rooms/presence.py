@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import defaultdict
 from typing import Any, Protocol
 
@@ -86,17 +87,18 @@ class MemoryPresence:
 class RedisPresence:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._clients: dict[int, Any] = {}
+        # One client per event loop (redis.asyncio connections are loop-bound);
+        # weak keys drop a client with its loop, e.g. async_to_sync's throwaway loops.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def _client(self) -> Any:
-        # One client per event loop: redis.asyncio connections are loop-bound.
         import redis.asyncio as aioredis
 
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
         if client is None:
             client = aioredis.from_url(self.url, decode_responses=True)
-            self._clients[loop_id] = client
+            self._clients[loop] = client
         return client
 
     async def add(self, room: str, user_id: int, channel: str) -> bool:

@@ -162,3 +162,10 @@ def test_batch_broadcasts_in_seq_order(alice, lobby, django_capture_on_commit_ca
         )
     assert [event["seq"] for _, event in published] == [1, 2, 3, 4, 5]
     assert {group for group, _ in published} == {lobby.group_name}
+
+
+def test_nul_characters_are_bad_input_not_an_outage(alice, lobby):
+    with pytest.raises(BadRequest):
+        message_create(room=lobby, author=alice, body="a\x00b")
+    with pytest.raises(BadRequest):
+        message_create(room=lobby, author=alice, body="ok", client_id="a\x00")

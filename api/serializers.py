@@ -1,0 +1,166 @@
+"""Request validation and the documented response shapes.
+
+Input serializers check types only; limits and rules (slug format, body
+length, who may do what) live in the services, so REST and the websocket
+enforce the same ones. Responses are built by the shared dict functions
+(`message_to_dict`, `user_to_dict`, `room_to_dict`); the output serializers
+here describe those dicts for the OpenAPI schema, and tests/api check that
+the two agree.
+"""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from rooms.models import Membership
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only JSON true/false; DRF's default also takes "yes", "on", 1 and friends."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """Only JSON integers; refuses strings, floats and booleans."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# --- requests ----------------------------------------------------------------
+
+
+class TokenObtainSerializer(serializers.Serializer):
+    username = StrictCharField(trim_whitespace=False)
+    password = StrictCharField(trim_whitespace=False, style={"input_type": "password"})
+
+
+class RoomCreateSerializer(serializers.Serializer):
+    slug = StrictCharField(help_text="^[a-z0-9][a-z0-9-]{0,49}$, unique.")
+    name = StrictCharField(max_length=100)
+    description = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
+    is_private = StrictBooleanField(required=False, default=False)
+
+
+class RoomUpdateSerializer(serializers.Serializer):
+    is_locked = StrictBooleanField(required=False)
+    name = StrictCharField(required=False, max_length=100)
+    description = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class UsernameSerializer(serializers.Serializer):
+    username = StrictCharField(trim_whitespace=False)
+
+
+class RoleSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=[Membership.Role.MODERATOR.value, Membership.Role.MEMBER.value])
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    # No length limit here: the service trims and counts code points, and
+    # answers `too_long` rather than DRF's generic `bad_request`.
+    body = StrictCharField(trim_whitespace=False, allow_blank=True, help_text="1-4000 code points after trimming.")
+    client_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        min_length=1,
+        max_length=64,
+        help_text="Idempotency key: a retry with the same client_id returns the original message.",
+    )
+
+
+class MessageEditSerializer(serializers.Serializer):
+    body = StrictCharField(trim_whitespace=False, allow_blank=True, help_text="1-4000 code points after trimming.")
+
+
+class ReadMarkerSerializer(serializers.Serializer):
+    seq = StrictIntegerField(min_value=0)
+
+
+# --- responses (schema only) ---------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(
+        help_text="bad_request, too_long, not_authenticated, forbidden, not_found, room_locked, rate_limited, ..."
+    )
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    display_name = serializers.CharField()
+
+
+class RoomSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    is_private = serializers.BooleanField()
+    is_locked = serializers.BooleanField()
+    last_seq = serializers.IntegerField(help_text="seq of the newest message, 0 when there is none.")
+    unread_count = serializers.IntegerField(help_text="last_seq minus your read marker; 0 when not a member.")
+    is_member = serializers.BooleanField()
+
+
+class MemberSerializer(serializers.Serializer):
+    user = UserSerializer()
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    online = serializers.BooleanField()
+
+
+class BanSerializer(serializers.Serializer):
+    room = serializers.CharField()
+    user = UserSerializer()
+    banned_by = UserSerializer(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class MessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    room = serializers.CharField()
+    seq = serializers.IntegerField()
+    author = UserSerializer()
+    body = serializers.CharField(help_text='"" when deleted.')
+    client_id = serializers.CharField(allow_null=True, help_text="Shown to the author only; null for others.")
+    created_at = serializers.DateTimeField()
+    edited_at = serializers.DateTimeField(allow_null=True)
+    deleted = serializers.BooleanField()
+
+
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True, help_text="Ascending by seq.")
+    previous = serializers.URLField(allow_null=True, help_text="Older page; null when nothing is older.")
+    next = serializers.URLField(allow_null=True, help_text="Newer page; null when this page ends at the newest.")
+
+
+class SearchPageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True, help_text="Best match first (newest first on SQLite).")
+    next = serializers.URLField(allow_null=True)
+
+
+class ReadMarkerResponseSerializer(serializers.Serializer):
+    room = serializers.CharField()
+    seq = serializers.IntegerField(help_text="Your read marker after the update.")
+    unread_count = serializers.IntegerField()
