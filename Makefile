@@ -49,4 +49,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) db.sqlite3 test-db.sqlite3 .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) db.sqlite3 test-db*.sqlite3 .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,9 @@
-from django.http import HttpResponse
 from django.urls import path
 
-urlpatterns = [path("", lambda r: HttpResponse("placeholder"), name="home")]
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("rooms/<str:slug>/", views.room_detail, name="room"),
+    path("rooms/<str:slug>/join/", views.join, name="room-join"),
+]

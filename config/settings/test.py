@@ -3,7 +3,7 @@
 import os
 
 from .base import *  # noqa: F403
-from .base import DATABASES, REDIS_URL, redis_settings
+from .base import BASE_DIR, DATABASES, REDIS_URL, redis_settings
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Short waits keep the delivery-repair tests quick; behaviour is the same.
@@ -22,3 +22,6 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # Connections opened on database_sync_to_async's worker thread would
     # otherwise outlive the run and block dropping the test database.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # A file, not memory: the browser tests' daphne process must see the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"test-db-{_run}.sqlite3")}

@@ -113,3 +113,13 @@ def test_bans(alice, bob, carol, lobby):
     room_join(room=lobby, user=bob)
     with pytest.raises(NotFound):
         room_unban(room=lobby, actor=alice, user=bob)
+
+
+def test_staff_moderate_private_rooms_they_are_not_in(alice, bob, private_room):
+    from tests.factories import UserFactory
+
+    staff = UserFactory(is_staff=True)
+    assert room_update(room=private_room, actor=staff, is_locked=True).is_locked
+    membership_add(room=private_room, actor=staff, user=bob)
+    room_ban(room=private_room, actor=staff, user=bob)
+    room_unban(room=private_room, actor=staff, user=bob)

@@ -1,0 +1,98 @@
+"""Messages in the admin: a moderation view over a table of millions of rows.
+
+Nothing here rewrites history: a message's room, seq, author and body are
+read-only, adding is disabled (messages come from `message_create` alone),
+and deleting is the same soft delete users do, through
+`messaging.services.message_delete`, so open sockets get `message_deleted`.
+"""
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.text import Truncator
+
+from common.errors import ChatError
+
+from .models import Message
+from .services import message_delete
+
+FIELDS = ("room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted_at", "deleted_by")
+
+
+class DeletedFilter(admin.SimpleListFilter):
+    title = "deleted"
+    parameter_name = "deleted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Deleted"), ("no", "Not deleted")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> QuerySet[Message]:
+        if self.value() == "yes":
+            return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["room", "seq", "author", "excerpt", "created_at", "is_deleted_flag"]
+    list_display_links = ["seq"]
+    list_filter = [DeletedFilter, "room", "author"]
+    list_select_related = ["room", "author"]
+    search_fields = ["body"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["room", "author", "deleted_by"]
+    fields = FIELDS
+    readonly_fields = FIELDS
+    actions = ["soft_delete_messages"]
+    # Counting millions of rows on every page view is the slow part of a changelist.
+    show_full_result_count = False
+    list_per_page = 50
+
+    @admin.display(description="body")
+    def excerpt(self, obj: Message) -> str:
+        return Truncator(obj.body).chars(80)
+
+    @admin.display(description="deleted", boolean=True, ordering="deleted_at")
+    def is_deleted_flag(self, obj: Message) -> bool:
+        return obj.deleted_at is not None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        # View-only: moderation is deletion, which has its own permission.
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        # Our own action says what it does; it is the same soft delete.
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Soft-delete selected messages", permissions=["delete"])
+    def soft_delete_messages(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        count = self._soft_delete(request, queryset)
+        self.message_user(request, f"Deleted {count} message(s); open sockets were told.", messages.SUCCESS)
+
+    def delete_model(self, request: HttpRequest, obj: Message) -> None:
+        self._soft_delete(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        self._soft_delete(request, queryset)
+
+    def _soft_delete(self, request: HttpRequest, messages_: Any) -> int:
+        count = 0
+        for message in messages_:
+            if message.deleted_at is not None:
+                continue
+            try:
+                message_delete(message=message, actor=request.user)  # type: ignore[arg-type]
+            except ChatError as exc:
+                self.message_user(request, f"Could not delete {message}: {exc.detail}", messages.ERROR)
+            else:
+                count += 1
+        return count

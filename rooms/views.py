@@ -1,0 +1,115 @@
+"""Server-rendered pages: the room list and a room.
+
+Live traffic (new messages, presence, typing, read markers) goes over the
+websocket from static/chat/room.js; these views only render the starting
+state and handle the room list's forms (create, join).
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.models import User
+from accounts.serializers import user_to_dict
+from common.errors import ChatError, Forbidden, NotFound
+from messaging.selectors import message_has_older, messages_page
+from messaging.serializers import for_viewer, message_to_dict
+
+from .models import SLUG_RE
+from .selectors import membership_get, room_check_readable, room_get_visible, rooms_visible_to
+from .services import room_create, room_join
+
+HISTORY_SIZE = 50
+
+
+class RoomCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.RegexField(
+        regex=SLUG_RE,
+        max_length=50,
+        help_text="Lowercase letters, digits and hyphens; it becomes the room's address.",
+        error_messages={"invalid": "Use 1-50 lowercase letters, digits or hyphens, not starting with a hyphen."},
+    )
+    description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    is_private = forms.BooleanField(required=False, label="Private (members are added by the owner)")
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    """The rooms the user can see, with unread counts, and a form to create one."""
+    user = _user(request)
+    form = RoomCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            room = room_create(creator=user, **form.cleaned_data)
+        except ChatError as exc:
+            form.add_error("slug" if "slug" in exc.detail else None, exc.detail)
+        else:
+            return redirect("room", slug=room.slug)
+    rooms = list(rooms_visible_to(user=user))
+    context = {
+        "form": form,
+        "my_rooms": [room for room in rooms if getattr(room, "is_member", False)],
+        "other_rooms": [room for room in rooms if not getattr(room, "is_member", False)],
+    }
+    return render(request, "rooms/home.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def join(request: HttpRequest, slug: str) -> HttpResponse:
+    """Join a public room from the room list, then open it."""
+    user = _user(request)
+    try:
+        room = room_get_visible(slug=slug, user=user)
+        room_join(room=room, user=user)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+    except ChatError as exc:
+        messages.error(request, exc.detail)
+        return redirect("home")
+    return redirect("room", slug=room.slug)
+
+
+@login_required
+@require_GET
+def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """A room: the last messages, then the websocket client takes over."""
+    user = _user(request)
+    try:
+        room = room_get_visible(slug=slug, user=user)
+        room_check_readable(room=room, user=user)
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc
+    except Forbidden as exc:
+        return render(request, "rooms/forbidden.html", {"room_slug": slug, "detail": exc.detail}, status=403)
+    history = messages_page(room=room, limit=HISTORY_SIZE)
+    membership = membership_get(room=room, user=user)
+    can_moderate = user.is_staff or (membership is not None and membership.can_moderate)
+    sidebar = [r for r in rooms_visible_to(user=user) if getattr(r, "is_member", False) or r.pk == room.pk]
+    boot: dict[str, Any] = {
+        "room": {
+            "slug": room.slug,
+            "name": room.name,
+            "is_private": room.is_private,
+            "is_locked": room.is_locked,
+            "last_seq": room.last_seq,
+        },
+        "me": user_to_dict(user),
+        "can_moderate": can_moderate,
+        "messages": [for_viewer(message_to_dict(m, room_slug=room.slug), user.pk) for m in history],
+        "has_older": bool(history) and message_has_older(room=room, seq=history[0].seq),
+        "history_size": HISTORY_SIZE,
+    }
+    return render(request, "rooms/room.html", {"room": room, "sidebar": sidebar, "boot": boot})

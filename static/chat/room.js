@@ -1,0 +1,689 @@
+/*
+ * The room page's websocket client. No framework, no build step.
+ *
+ * One socket per tab to /ws/chat/. The page arrives with the newest messages
+ * (the "chat-boot" JSON); the client joins with `after` = the last seq it holds,
+ * so anything posted in between is replayed, and does the same after every
+ * reconnect. Sends carry a fresh client_id; an unacknowledged send is retried
+ * with the same client_id after a reconnect, so it is stored at most once.
+ *
+ * User data is only ever put in the page with textContent, never innerHTML.
+ */
+(() => {
+  "use strict";
+
+  const boot = JSON.parse(document.getElementById("chat-boot").textContent);
+  const ROOM = boot.room.slug;
+  const ME = boot.me;
+  const MAX_BODY = 4000;
+  const TYPING_SEND_EVERY_MS = 3000;
+  const TYPING_SHOW_MS = 6000;
+
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    scroller: $("messages"),
+    list: $("message-list"),
+    loadOlder: $("load-older"),
+    roomStart: $("room-start"),
+    composer: $("composer"),
+    input: $("composer-input"),
+    sendButton: $("composer-send"),
+    typing: $("typing"),
+    onlineList: $("online-list"),
+    onlineCount: $("online-count"),
+    status: $("conn-status"),
+    banner: $("banner"),
+    lockedBadge: $("locked-badge"),
+  };
+
+  const state = {
+    // Highest seq such that every message up to it has been received: what
+    // `join` asks to resume from. Older history than the first page is not a gap.
+    contiguous: boot.room.last_seq,
+    bySeq: new Map(), // seq -> {data, el}
+    oldestSeq: null,
+    hasOlder: boot.has_older,
+    pending: new Map(), // client_id -> {clientId, body, el, timer}
+    online: new Map(), // user id -> user
+    typing: new Map(), // user id -> {user, timer}
+    locked: boot.room.is_locked,
+    blocked: false, // banned / room gone: composer stays off
+    joined: false,
+    readSent: 0,
+    readTimer: null,
+    lastTypingSent: 0,
+  };
+
+  // --- helpers ---------------------------------------------------------------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function newClientId() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    // randomUUID needs a secure context; plain http on a LAN address is not one.
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(method, url, body) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: {
+        Accept: "application/json",
+        "Content-Type": "application/json",
+        "X-CSRFToken": csrfToken(),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    if (response.status !== 204) {
+      try {
+        data = await response.json();
+      } catch (_) {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const detail = (data && data.detail) || `The server answered ${response.status}.`;
+      const error = new Error(detail);
+      error.code = data && data.code;
+      throw error;
+    }
+    return data;
+  }
+
+  function formatTime(iso) {
+    const d = new Date(iso);
+    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function nearBottom() {
+    const s = els.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    els.scroller.scrollTop = els.scroller.scrollHeight;
+  }
+
+  function setStatus(kind, text) {
+    els.status.dataset.state = kind;
+    els.status.textContent = text;
+  }
+
+  function showBanner(text, kind) {
+    els.banner.textContent = text;
+    els.banner.dataset.kind = kind || "error";
+    els.banner.hidden = false;
+  }
+
+  function hideBanner() {
+    els.banner.hidden = true;
+    els.banner.textContent = "";
+  }
+
+  function updateComposer() {
+    const off = state.locked || state.blocked;
+    els.input.disabled = off;
+    els.sendButton.disabled = off;
+    if (state.blocked) {
+      els.input.placeholder = "You cannot post in this room.";
+    } else if (state.locked) {
+      els.input.placeholder = "This room is locked: new messages are refused.";
+    } else {
+      els.input.placeholder = `Message #${ROOM}`;
+    }
+    els.lockedBadge.hidden = !state.locked;
+  }
+
+  // --- messages ----------------------------------------------------------------
+
+  function canDelete(m) {
+    return m.author.id === ME.id || boot.can_moderate;
+  }
+
+  function buildMessage(m) {
+    const li = el("li", "msg");
+    li.dataset.id = String(m.id);
+    li.dataset.seq = String(m.seq);
+    if (m.author.id === ME.id) li.classList.add("msg-mine");
+
+    const head = el("div", "msg-head");
+    const author = el("span", "msg-author", m.author.display_name || m.author.username);
+    author.title = `@${m.author.username}`;
+    head.appendChild(author);
+    const time = el("time", "msg-time", formatTime(m.created_at));
+    time.dateTime = m.created_at;
+    time.title = new Date(m.created_at).toLocaleString();
+    head.appendChild(time);
+    if (m.edited_at && !m.deleted) {
+      const edited = el("span", "msg-edited", "(edited)");
+      edited.title = `Edited ${new Date(m.edited_at).toLocaleString()}`;
+      head.appendChild(edited);
+    }
+    li.appendChild(head);
+
+    if (m.deleted) {
+      li.classList.add("msg-deleted");
+      li.appendChild(el("div", "msg-body", "This message was deleted."));
+      return li;
+    }
+    li.appendChild(el("div", "msg-body", m.body));
+
+    const actions = el("div", "msg-actions");
+    if (m.author.id === ME.id) {
+      const edit = el("button", "msg-action", "Edit");
+      edit.type = "button";
+      edit.addEventListener("click", () => startEdit(m.seq));
+      actions.appendChild(edit);
+    }
+    if (canDelete(m)) {
+      const del = el("button", "msg-action msg-action-danger", "Delete");
+      del.type = "button";
+      del.addEventListener("click", () => deleteMessage(m.seq));
+      actions.appendChild(del);
+    }
+    if (actions.childElementCount) li.appendChild(actions);
+    return li;
+  }
+
+  /** Insert or replace a message, keeping the list in seq order. */
+  function upsert(m) {
+    const stick = nearBottom();
+    const existing = state.bySeq.get(m.seq);
+    const node = buildMessage(m);
+    if (existing) {
+      existing.el.replaceWith(node);
+    } else {
+      let before = null;
+      const last = els.list.lastElementChild;
+      if (last && Number(last.dataset.seq) > m.seq) {
+        for (const child of els.list.children) {
+          if (Number(child.dataset.seq) > m.seq) {
+            before = child;
+            break;
+          }
+        }
+      }
+      els.list.insertBefore(node, before);
+      if (state.oldestSeq === null || m.seq < state.oldestSeq) state.oldestSeq = m.seq;
+    }
+    state.bySeq.set(m.seq, { data: m, el: node });
+    if (m.client_id && state.pending.has(m.client_id)) settlePending(m.client_id);
+    if (stick) scrollToBottom();
+  }
+
+  function receive(m) {
+    if (m.room !== ROOM) return;
+    upsert(m);
+    while (state.bySeq.has(state.contiguous + 1)) state.contiguous += 1;
+    clearTyping(m.author.id);
+    scheduleRead();
+  }
+
+  function updateInPlace(m) {
+    if (m.room !== ROOM || !state.bySeq.has(m.seq)) return;
+    const entry = state.bySeq.get(m.seq);
+    if (entry.editing) entry.editing = false;
+    upsert(m);
+  }
+
+  function startEdit(seq) {
+    const entry = state.bySeq.get(seq);
+    if (!entry || entry.data.deleted) return;
+    const body = entry.el.querySelector(".msg-body");
+    const form = el("form", "msg-edit");
+    const label = el("label", "sr-only", "Edit message");
+    const area = el("textarea");
+    area.id = `edit-${entry.data.id}`;
+    label.htmlFor = area.id;
+    area.value = entry.data.body;
+    area.maxLength = MAX_BODY;
+    area.rows = Math.min(8, entry.data.body.split("\n").length + 1);
+    const save = el("button", "btn btn-primary btn-small", "Save");
+    save.type = "submit";
+    const cancel = el("button", "btn btn-ghost btn-small", "Cancel");
+    cancel.type = "button";
+    const error = el("div", "field-error");
+    form.append(label, area, save, cancel, error);
+    body.replaceWith(form);
+    entry.editing = true;
+    area.focus();
+
+    const restore = () => upsert(state.bySeq.get(seq).data);
+    cancel.addEventListener("click", restore);
+    area.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") restore();
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const text = area.value.trim();
+      if (!text) {
+        error.textContent = "A message cannot be empty; delete it instead.";
+        return;
+      }
+      save.disabled = true;
+      try {
+        const updated = await api("PATCH", `/api/messages/${entry.data.id}/`, { body: text });
+        upsert(updated && updated.id ? updated : { ...entry.data, body: text });
+      } catch (err) {
+        error.textContent = err.message;
+        save.disabled = false;
+      }
+    });
+  }
+
+  async function deleteMessage(seq) {
+    const entry = state.bySeq.get(seq);
+    if (!entry || entry.data.deleted) return;
+    const whose = entry.data.author.id === ME.id ? "your message" : `this message by ${entry.data.author.display_name}`;
+    if (!window.confirm(`Delete ${whose}? Everyone in the room will see it was deleted.`)) return;
+    try {
+      const result = await api("DELETE", `/api/messages/${entry.data.id}/`);
+      upsert(result && result.id ? result : { ...entry.data, body: "", deleted: true });
+    } catch (err) {
+      showBanner(`Could not delete the message: ${err.message}`);
+    }
+  }
+
+  async function loadOlder() {
+    if (state.oldestSeq === null) return;
+    els.loadOlder.disabled = true;
+    try {
+      const page = await api("GET", `/api/rooms/${ROOM}/messages/?before=${state.oldestSeq}&limit=${boot.history_size}`);
+      const scroller = els.scroller;
+      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+      for (const m of page.results) upsert(m);
+      scroller.scrollTop = scroller.scrollHeight - fromBottom;
+      state.hasOlder = Boolean(page.previous);
+      renderHistoryStart();
+    } catch (err) {
+      showBanner(`Could not load older messages: ${err.message}`);
+    } finally {
+      els.loadOlder.disabled = false;
+    }
+  }
+
+  /** After a partial replay (`recovered: false`), page the missing middle over REST. */
+  async function fillGap(upTo) {
+    try {
+      while (state.contiguous < upTo) {
+        const page = await api("GET", `/api/rooms/${ROOM}/messages/?after=${state.contiguous}&limit=200`);
+        if (!page.results.length) break;
+        for (const m of page.results) receive(m);
+      }
+    } catch (err) {
+      showBanner(`Some messages could not be loaded (${err.message}). Reload the page to see them.`);
+    }
+  }
+
+  function renderHistoryStart() {
+    els.loadOlder.hidden = !state.hasOlder;
+    els.roomStart.hidden = state.hasOlder;
+  }
+
+  // --- sending -------------------------------------------------------------------
+
+  function renderPending(p) {
+    const li = el("li", "msg msg-mine msg-pending");
+    const head = el("div", "msg-head");
+    head.appendChild(el("span", "msg-author", ME.display_name));
+    const status = el("span", "msg-status", "sending…");
+    head.appendChild(status);
+    li.appendChild(head);
+    li.appendChild(el("div", "msg-body", p.body));
+    p.el = li;
+    p.status = status;
+    $("pending-list").appendChild(li);
+    scrollToBottom();
+  }
+
+  function setPendingStatus(p, text, failed) {
+    p.status.textContent = text;
+    p.el.classList.toggle("msg-failed", Boolean(failed));
+    p.failed = Boolean(failed);
+    const old = p.el.querySelector(".msg-actions");
+    if (old) old.remove();
+    if (failed) {
+      const actions = el("div", "msg-actions msg-actions-visible");
+      const retry = el("button", "msg-action", "Retry");
+      retry.type = "button";
+      retry.addEventListener("click", () => {
+        setPendingStatus(p, "sending…", false);
+        transmit(p);
+      });
+      const discard = el("button", "msg-action msg-action-danger", "Discard");
+      discard.type = "button";
+      discard.addEventListener("click", () => settlePending(p.clientId));
+      actions.append(retry, discard);
+      p.el.appendChild(actions);
+    }
+  }
+
+  function settlePending(clientId) {
+    const p = state.pending.get(clientId);
+    if (!p) return;
+    clearTimeout(p.timer);
+    p.el.remove();
+    state.pending.delete(clientId);
+  }
+
+  function transmit(p) {
+    if (!state.joined) return; // resent once the socket has rejoined
+    send({ type: "send", room: ROOM, body: p.body, client_id: p.clientId, ref: p.clientId });
+  }
+
+  function submitComposer() {
+    const body = els.input.value.trim();
+    if (!body || state.locked || state.blocked) return;
+    if ([...body].length > MAX_BODY) {
+      showBanner(`Messages are limited to ${MAX_BODY} characters.`);
+      return;
+    }
+    hideBanner();
+    const p = { clientId: newClientId(), body };
+    state.pending.set(p.clientId, p);
+    renderPending(p);
+    transmit(p);
+    els.input.value = "";
+    autosize();
+  }
+
+  function onSendError(p, frame) {
+    switch (frame.code) {
+      case "rate_limited": {
+        const wait = Math.max(1, Number(frame.retry_after) || 1);
+        setPendingStatus(p, `sending too fast, retrying in ${wait}s…`, false);
+        p.timer = setTimeout(() => transmit(p), wait * 1000);
+        break;
+      }
+      case "unavailable":
+        setPendingStatus(p, "server busy, retrying…", false);
+        p.timer = setTimeout(() => transmit(p), 2000);
+        break;
+      case "room_locked":
+        setPendingStatus(p, "not sent: the room is locked", true);
+        break;
+      case "too_long":
+        setPendingStatus(p, "not sent: the message is too long", true);
+        break;
+      default:
+        setPendingStatus(p, `not sent: ${frame.detail || frame.code}`, true);
+    }
+  }
+
+  // --- presence, typing, read marker ---------------------------------------------
+
+  function renderOnline() {
+    const users = [...state.online.values()].sort((a, b) =>
+      (a.display_name || a.username).localeCompare(b.display_name || b.username),
+    );
+    els.onlineList.replaceChildren(
+      ...users.map((u) => {
+        const li = el("li", u.id === ME.id ? "me" : "");
+        li.appendChild(el("span", "dot"));
+        li.appendChild(el("span", "", u.display_name || u.username));
+        if (u.id === ME.id) li.appendChild(el("span", "muted", " (you)"));
+        return li;
+      }),
+    );
+    els.onlineCount.textContent = users.length ? String(users.length) : "";
+  }
+
+  function renderTyping() {
+    const names = [...state.typing.values()].map((t) => t.user.display_name || t.user.username);
+    let text = "";
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = "Several people are typing…";
+    els.typing.textContent = text;
+  }
+
+  function clearTyping(userId) {
+    const t = state.typing.get(userId);
+    if (!t) return;
+    clearTimeout(t.timer);
+    state.typing.delete(userId);
+    renderTyping();
+  }
+
+  function onTyping(user) {
+    const existing = state.typing.get(user.id);
+    if (existing) clearTimeout(existing.timer);
+    state.typing.set(user.id, { user, timer: setTimeout(() => clearTyping(user.id), TYPING_SHOW_MS) });
+    renderTyping();
+  }
+
+  function scheduleRead() {
+    if (state.readTimer) return;
+    state.readTimer = setTimeout(() => {
+      state.readTimer = null;
+      if (document.visibilityState !== "visible" || !state.joined) return;
+      if (state.contiguous > state.readSent) {
+        state.readSent = state.contiguous;
+        send({ type: "read", room: ROOM, seq: state.contiguous });
+      }
+    }, 500);
+  }
+
+  // --- the socket ------------------------------------------------------------------
+
+  let socket = null;
+  let attempt = 0;
+  let reconnectTimer = null;
+  let stopped = false;
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (stopped) return;
+    setStatus("connecting", attempt ? "Reconnecting…" : "Connecting…");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/chat/`);
+    socket = ws;
+    ws.addEventListener("open", () => {
+      send({ type: "join", room: ROOM, after: state.contiguous, ref: "join" });
+    });
+    ws.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (_) {
+        return;
+      }
+      handle(frame);
+    });
+    ws.addEventListener("close", (event) => {
+      if (socket !== ws) return;
+      socket = null;
+      state.joined = false;
+      state.online.clear();
+      renderOnline();
+      if (event.code === 4401) {
+        stopped = true;
+        setStatus("offline", "Signed out");
+        window.location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`);
+        return;
+      }
+      if (event.code === 4403) {
+        stopped = true;
+        setStatus("offline", "Disconnected");
+        showBanner("Your account has been deactivated. Contact an administrator.");
+        state.blocked = true;
+        updateComposer();
+        return;
+      }
+      if (state.blocked) {
+        setStatus("offline", "Disconnected");
+        return;
+      }
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    // Exponential backoff with jitter, so a restarted server is not stampeded.
+    const base = Math.min(15000, 500 * 2 ** attempt);
+    const delay = Math.round(base / 2 + Math.random() * (base / 2));
+    attempt += 1;
+    setStatus("offline", `Offline · retrying in ${Math.ceil(delay / 1000)}s`);
+    reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function handle(frame) {
+    switch (frame.type) {
+      case "joined":
+        onJoined(frame);
+        break;
+      case "message":
+        receive(frame.message);
+        break;
+      case "ack":
+        receive(frame.message);
+        settlePending(frame.message.client_id);
+        break;
+      case "message_updated":
+      case "message_deleted":
+        updateInPlace(frame.message);
+        break;
+      case "typing":
+        if (frame.room === ROOM) onTyping(frame.user);
+        break;
+      case "presence":
+        if (frame.room !== ROOM) break;
+        if (frame.online) state.online.set(frame.user.id, frame.user);
+        else state.online.delete(frame.user.id);
+        if (!frame.online) clearTyping(frame.user.id);
+        renderOnline();
+        break;
+      case "room_updated":
+        if (frame.room.slug !== ROOM) break;
+        state.locked = frame.room.is_locked;
+        updateComposer();
+        break;
+      case "error":
+        onError(frame);
+        break;
+      default:
+        break;
+    }
+  }
+
+  function onJoined(frame) {
+    if (frame.room !== ROOM) return;
+    attempt = 0;
+    state.joined = true;
+    setStatus("online", "Connected");
+    if (!state.blocked) hideBanner();
+    state.online = new Map((frame.online || []).map((u) => [u.id, u]));
+    renderOnline();
+    if (frame.recovered === false) fillGap(frame.last_seq);
+    // Unacknowledged sends go again with the same client_id: the server
+    // stores each at most once and acks the original.
+    for (const p of state.pending.values()) {
+      if (!p.failed) {
+        clearTimeout(p.timer);
+        transmit(p);
+      }
+    }
+    state.readSent = 0;
+    scheduleRead();
+  }
+
+  function onError(frame) {
+    if (frame.ref && state.pending.has(frame.ref)) {
+      onSendError(state.pending.get(frame.ref), frame);
+      return;
+    }
+    if (frame.ref === "join" && frame.code === "unavailable") {
+      // A passing database hiccup: ask again shortly on the same socket.
+      setTimeout(() => send({ type: "join", room: ROOM, after: state.contiguous, ref: "join" }), 2000);
+      return;
+    }
+    if (frame.ref === "join" || (frame.room === ROOM && (frame.code === "forbidden" || frame.code === "not_found"))) {
+      state.blocked = true;
+      state.joined = false;
+      updateComposer();
+      showBanner(frame.detail || "You cannot use this room.");
+      return;
+    }
+    if (frame.code === "room_locked" && frame.room === ROOM) {
+      state.locked = true;
+      updateComposer();
+    }
+  }
+
+  // --- composer ----------------------------------------------------------------------
+
+  function autosize() {
+    els.input.style.height = "auto";
+    els.input.style.height = `${Math.min(els.input.scrollHeight, 200)}px`;
+  }
+
+  els.input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submitComposer();
+    }
+  });
+  els.input.addEventListener("input", () => {
+    autosize();
+    const now = Date.now();
+    if (els.input.value.trim() && state.joined && now - state.lastTypingSent > TYPING_SEND_EVERY_MS) {
+      state.lastTypingSent = now;
+      send({ type: "typing", room: ROOM });
+    }
+  });
+  els.composer.addEventListener("submit", (e) => {
+    e.preventDefault();
+    submitComposer();
+    els.input.focus();
+  });
+  els.loadOlder.addEventListener("click", loadOlder);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") scheduleRead();
+  });
+  window.addEventListener("online", () => {
+    if (!socket && !stopped) {
+      attempt = 0;
+      connect();
+    }
+  });
+
+  // --- start -----------------------------------------------------------------------------
+
+  const pendingList = el("ol", "message-list pending-list");
+  pendingList.id = "pending-list";
+  els.list.after(pendingList);
+  for (const m of boot.messages) upsert(m);
+  for (const m of boot.messages) state.contiguous = Math.max(state.contiguous, m.seq);
+  renderHistoryStart();
+  updateComposer();
+  scrollToBottom();
+  connect();
+  els.input.focus();
+})();
