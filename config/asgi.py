@@ -16,6 +16,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 # daphne serves the pages' CSS and JS (/static/) itself: no extra web server.
 django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
+from django.conf import settings  # noqa: E402
+
+from config.websocket_limits import limit_daphne_messages  # noqa: E402
+
+# Daphne builds its websocket factory after importing this module.
+limit_daphne_messages(settings.CHAT_MAX_FRAME_BYTES)
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -105,19 +105,33 @@ class Watcher:
                 logger.warning("delivery watcher pass failed; retrying next interval", exc_info=True)
 
     async def tick(self) -> None:
-        from rooms.presence import presence
+        """One pass: close idle sockets, repair trailing gaps, refresh presence.
 
-        consumers = list(self.consumers)
-        room_ids = {c.room_id for consumer in consumers for c in consumer.cursors.values()}
-        latest = await db.last_seqs(sorted(room_ids)) if room_ids else {}
+        Each part fails on its own: a database outage must not stop idle
+        sockets from closing or presence from being refreshed in Redis, and a
+        Redis outage must not stop gap repair from the database.
+        """
         now = time.monotonic()
-        entries: list[tuple[str, int, str]] = []
-        for consumer in consumers:
+        consumers = []
+        for consumer in list(self.consumers):
             if now - consumer.last_frame_at > settings.CHAT_IDLE_TIMEOUT:
                 await consumer.close_idle()
-                continue
+            else:
+                consumers.append(consumer)
+        try:
+            await self._repair_trailing(consumers)
+        except Exception:
+            logger.warning("delivery sweep could not read last seqs; retrying next interval", exc_info=True)
+        try:
+            await self._refresh_presence(consumers)
+        except Exception:
+            logger.warning("presence refresh failed; retrying next interval", exc_info=True)
+
+    async def _repair_trailing(self, consumers: list[ChatConsumer]) -> None:
+        room_ids = {c.room_id for consumer in consumers for c in consumer.cursors.values()}
+        latest = await db.last_seqs(sorted(room_ids)) if room_ids else {}
+        for consumer in consumers:
             for cursor in list(consumer.cursors.values()):
-                entries.append((cursor.slug, consumer.user_id, consumer.channel_name))
                 last = latest.get(cursor.room_id, 0)
                 if last <= cursor.delivered:
                     cursor.lagging_since = None
@@ -128,11 +142,20 @@ class Watcher:
                     cursor.lagging_since = None
                 else:
                     cursor.lagging_since = cursor.delivered
+
+    async def _refresh_presence(self, consumers: list[ChatConsumer]) -> None:
+        from rooms.presence import presence
+
+        from .consumers import announce_presence
+
+        entries = [
+            (cursor.slug, consumer.user_id, consumer.channel_name)
+            for consumer in consumers
+            for cursor in list(consumer.cursors.values())
+        ]
         store = presence()
         await store.refresh(entries)
         for slug, user_id in await store.sweep():
-            from .consumers import announce_presence
-
             await announce_presence(slug, user_id, online=False)
 
 

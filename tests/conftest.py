@@ -106,3 +106,23 @@ def lobby(db, alice):
 @pytest.fixture
 def private_room(db, alice):
     return RoomFactory(slug="staff", name="Staff", created_by=alice, is_private=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, whose teardown first ends stray connections.
+
+    A socket's task cancelled at the end of a test can leave a connection open
+    on database_sync_to_async's worker thread, which would make dropping the
+    test database fail and leave it behind on a shared server.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

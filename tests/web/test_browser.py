@@ -66,7 +66,16 @@ class LiveServer:
         }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+                [
+                    DAPHNE,
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "--application-close-timeout",
+                    "2",
+                    "config.asgi:application",
+                ],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

@@ -1,0 +1,55 @@
+"""Fixtures for tests that run real daphne processes (see servers.py).
+
+They need PostgreSQL (DATABASE_URL) and, for several processes, Redis
+(REDIS_URL); the markers `postgres`, `redis` and `multiprocess` skip them
+otherwise (tests/conftest.py), and REQUIRE_SERVICES=1 turns that into a failure.
+"""
+
+import os
+
+import pytest
+from django.conf import settings
+
+from .servers import Backends, Daphne
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db.get('USER') or 'root'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/postgres"
+
+
+@pytest.fixture(scope="module")
+def backends():
+    """A dedicated, migrated PostgreSQL database (and Redis DB number) for this module's servers."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("server processes need PostgreSQL")
+    chosen = Backends(_database_url(), settings.REDIS_URL or None).setup()
+    yield chosen
+    chosen.teardown()
+
+
+@pytest.fixture
+def servers(request):
+    """Start daphne processes: `servers(env)`; all are stopped (and their logs shown on failure) after the test."""
+    started: list[Daphne] = []
+
+    def start(env: dict[str, str], **kwargs) -> Daphne:
+        server = Daphne(env, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    report = getattr(request.node, "rep_call", None)
+    if (report is not None and report.failed) or os.environ.get("SHOW_SERVER_LOGS"):
+        for server in started:
+            print(f"--- daphne :{server.port} ---\n{server.output()[-4000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.rep_call = report
+    return report
