@@ -75,16 +75,20 @@ def messages_history(
 
     For an empty page "before" means at or below `after` and "after" means at
     or above `before`, so a client that overshot still gets a way back.
-    Every query is an index range scan on (room, seq).
+
+    Seqs run 1..last_seq with no holes (messages are only soft-deleted), so
+    both answers come from the page and the room row, with no extra query:
+    an `EXISTS (... seq < N)` probe is where PostgreSQL picks a sequential
+    scan, which is what made deep pages slow.
     """
     messages = messages_page(room=room, before=before, after=after, limit=limit)
-    rows = Message.objects.filter(room=room)
+    last_seq = max(room.last_seq, messages[-1].seq if messages else 0)
     if messages:
-        has_older = rows.filter(seq__lt=messages[0].seq).exists()
-        has_newer = rows.filter(seq__gt=messages[-1].seq).exists()
+        has_older = messages[0].seq > 1
+        has_newer = messages[-1].seq < last_seq
     else:
-        has_older = after is not None and rows.filter(seq__lte=after).exists()
-        has_newer = before is not None and rows.filter(seq__gte=before).exists()
+        has_older = after is not None and min(after, last_seq) >= 1
+        has_newer = before is not None and last_seq >= max(before, 1)
     return HistoryPage(messages=messages, has_older=has_older, has_newer=has_newer)
 
 

@@ -97,7 +97,7 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.from_url(self.url, decode_responses=True)
+            client = aioredis.from_url(self.url, decode_responses=True, max_connections=settings.REDIS_MAX_CONNECTIONS)
             self._clients[loop] = client
         return client
 

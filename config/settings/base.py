@@ -92,6 +92,7 @@ REDIS_URL = env("REDIS_URL", default="")
 # Namespaces every Redis key (channel layer, cache, presence), so several
 # deployments or test runs can share one Redis.
 CHAT_REDIS_PREFIX = env("CHAT_REDIS_PREFIX", default="chat")
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=2000)
 
 
 def redis_settings(prefix: str) -> tuple[dict, dict]:
@@ -100,7 +101,10 @@ def redis_settings(prefix: str) -> tuple[dict, dict]:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py's asyncio pool raises once it holds max_connections
+                # (100 by default) instead of waiting: a burst of joins or
+                # disconnects would lose group_add/discard calls and broadcasts.
+                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}],
                 "prefix": f"{prefix}:asgi",
                 # channels-redis queues every message for one process's sockets in a single
                 # list; past capacity it drops (sockets then repair from the
