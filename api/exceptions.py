@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from redis.exceptions import RedisError
 from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.response import Response
@@ -74,10 +75,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         set_rollback()
         return Response(error_body(exc.detail, exc.code), status=exc.status, headers=retry)
 
-    if isinstance(exc, OperationalError | InterfaceError):
-        # The database went away (restart, failover): tell the client to retry,
-        # as the websocket does with `unavailable`.
-        logger.warning("database unavailable while serving the API", exc_info=True)
+    if isinstance(exc, OperationalError | InterfaceError | RedisError):
+        # The database or Redis (rate limits, presence) went away (restart,
+        # failover): tell the client to retry, as the websocket does with
+        # `unavailable`.
+        logger.warning("a backing service is unavailable while serving the API", exc_info=True)
         unavailable = Unavailable()
         return Response(error_body(unavailable.detail, unavailable.code), status=unavailable.status)
 

@@ -5,33 +5,14 @@ every server process counts against the same budget.
 """
 
 import time
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 
 from .errors import RateLimited
+from .rates import Rate, parse_rate
 
-
-@dataclass(frozen=True)
-class Rate:
-    count: int
-    seconds: int
-
-
-def parse_rate(value: str) -> Rate | None:
-    """`"30/10"` -> Rate(30, 10); `"off"` (or empty) -> None."""
-    value = (value or "").strip().lower()
-    if value in ("", "off", "none", "0"):
-        return None
-    try:
-        count, seconds = value.split("/")
-        rate = Rate(int(count), int(seconds))
-    except ValueError as exc:
-        raise ValueError(f"CHAT_RATE_LIMIT must look like N/S or 'off', not {value!r}") from exc
-    if rate.count < 1 or rate.seconds < 1:
-        raise ValueError(f"CHAT_RATE_LIMIT must be positive, not {value!r}")
-    return rate
+__all__ = ["Rate", "parse_rate", "rate_limit_hit"]
 
 
 def rate_limit_hit(*, user_id: int, scope: str = "msg") -> None:

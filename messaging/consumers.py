@@ -8,6 +8,7 @@ gap repair live in `messaging.delivery`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -58,6 +59,16 @@ async def announce_presence(slug: str, user_id: int, *, online: bool) -> None:
 
 def _dumps(data: dict[str, Any]) -> str:
     return orjson.dumps(data).decode()
+
+
+def _loads(raw: str | bytes) -> Any:
+    # The standard parser, not orjson: orjson turns integers beyond 64 bits
+    # into floats, and a client's `after` must stay an exact integer.
+    return json.loads(raw)
+
+
+# The largest seq the database can hold; larger cursors mean "everything".
+MAX_SEQ = 2**63 - 1
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -129,8 +140,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_LARGE)
             return
         try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            frame = _loads(raw)
+        except ValueError:
             await self.send_error(None, None, BadRequest("Frames must be JSON objects."))
             return
         if not isinstance(frame, dict):
@@ -166,15 +177,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         after = frame.get("after")
         if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
             raise BadRequest("after must be a non-negative integer.")
+        if after is not None:
+            after = min(after, MAX_SEQ)
         existing = self.cursors.get(slug)
         if existing is not None:
-            # Already subscribed: the cursor keeps this socket's stream gap-free,
-            # so a second join only reports where it stands.
-            await self.send_frame(
-                {"type": "joined", "room": slug, "last_seq": existing.delivered, **self._ref(ref)}
-                | ({"recovered": True} if after is not None else {})
-                | {"online": await self._online(slug)}
-            )
+            await self._rejoin(existing, after, ref)
             return
         group = room_group_name(slug)
         # Subscribe before reading last_seq and the replay: whatever commits in
@@ -199,6 +206,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if after is not None:
             joined["recovered"] = not result.more
         joined["online"] = await self._online(slug)
+        await self.send_frame(joined)
+
+    async def _rejoin(self, cursor: RoomCursor, after: int | None, ref: str | None) -> None:
+        """`join` on a socket already in the room: live delivery is untouched, so
+        only the replay the client asked for (seq > after, up to what this socket
+        has delivered) is sent again before `joined`."""
+        more = False
+        async with self.lock:
+            if after is not None and after < cursor.delivered:
+                limit = settings.CHAT_REPLAY_LIMIT
+                rows = await db.fetch_range(
+                    room_id=cursor.room_id, slug=cursor.slug, after=after, up_to=cursor.delivered, limit=limit + 1
+                )
+                more = len(rows) > limit
+                for message in rows[:limit]:
+                    await self._deliver_message(message)
+            joined: dict[str, Any] = {"type": "joined", "room": cursor.slug, "last_seq": cursor.delivered}
+        joined.update(self._ref(ref))
+        if after is not None:
+            joined["recovered"] = not more
+        joined["online"] = await self._online(cursor.slug)
         await self.send_frame(joined)
 
     async def on_leave(self, frame: dict[str, Any], ref: str | None) -> None:
@@ -240,7 +268,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         seq = frame.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise BadRequest("seq must be a non-negative integer.")
-        await db.mark_read(user=self.user, room_id=cursor.room_id, seq=seq)
+        await db.mark_read(user=self.user, room_id=cursor.room_id, seq=min(seq, MAX_SEQ))
 
     async def on_ping(self, frame: dict[str, Any], ref: str | None) -> None:
         await self.send_frame({"type": "pong", **self._ref(ref)})
@@ -304,6 +332,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_frame({"type": "left", "room": event["slug"]})
 
     async def user_deactivated(self, event: dict[str, Any]) -> None:
+        """The account was deactivated: leave every room (others see them go offline at once), then 4403."""
+        for cursor in list(self.cursors.values()):
+            await self._unsubscribe(cursor)
         await self.close(code=CLOSE_DEACTIVATED)
 
     # --- helpers -----------------------------------------------------------
@@ -349,6 +380,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _online(self, slug: str) -> list[dict[str, Any]]:
         return await db.users_by_id(await presence().online(slug))
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        # Nothing more may be sent once the close is on its way (daphne logs
+        # "send on a closed protocol" for every frame that tries).
+        self.closed = True
+        await super().close(code=code, reason=reason)
 
     async def close_idle(self) -> None:
         await self.close(code=CLOSE_IDLE)

@@ -75,4 +75,4 @@ def mark_read(*, user: User, room_id: int, seq: int) -> None:
 
 @database_sync_to_async
 def users_by_id(user_ids: set[int]) -> list[dict[str, Any]]:
-    return [user_to_dict(u) for u in User.objects.filter(pk__in=user_ids, is_active=True).order_by("username")]
+    return [user_to_dict(u) for u in User.objects.filter(pk__in=user_ids).order_by("username")]

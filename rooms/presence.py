@@ -97,7 +97,9 @@ class RedisPresence:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.from_url(self.url, decode_responses=True, max_connections=settings.REDIS_MAX_CONNECTIONS)
+            client = aioredis.from_url(
+                self.url, decode_responses=True, max_connections=settings.REDIS_MAX_CONNECTIONS, socket_timeout=15
+            )
             self._clients[loop] = client
         return client
 

@@ -86,6 +86,7 @@ def room_update(
     room_check_moderator(room=room, user=actor)
     with transaction.atomic():
         locked = Room.objects.select_for_update().get(pk=room.pk)
+        before = (locked.is_locked, locked.name, locked.description)
         if is_locked is not None:
             locked.is_locked = is_locked
         if name is not None:
@@ -98,7 +99,9 @@ def room_update(
                 raise BadRequest("The description is limited to 2000 characters.")
             locked.description = description
         locked.save(update_fields=["is_locked", "name", "description"])
-        room_broadcast_updated(room=locked)
+        # A repeated PATCH is not news to the room's sockets.
+        if (locked.is_locked, locked.name, locked.description) != before:
+            room_broadcast_updated(room=locked)
     return locked
 
 

@@ -8,6 +8,9 @@ in-memory channel layer, so a newcomer needs nothing installed.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from common.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -104,7 +107,10 @@ def redis_settings(prefix: str) -> tuple[dict, dict]:
                 # redis-py's asyncio pool raises once it holds max_connections
                 # (100 by default) instead of waiting: a burst of joins or
                 # disconnects would lose group_add/discard calls and broadcasts.
-                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}],
+                # redis-py 8 times reads out after 5 s by default, exactly
+                # channels-redis' blocking-pop wait: an idle socket's receive
+                # loop would die every few seconds. Keep well above it.
+                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS, "socket_timeout": 15}],
                 "prefix": f"{prefix}:asgi",
                 # channels-redis queues every message for one process's sockets in a single
                 # list; past capacity it drops (sockets then repair from the
@@ -135,6 +141,10 @@ else:
 # --- Chat limits ------------------------------------------------------------
 # "N/S": N messages per S seconds per user, websocket and REST together; "off".
 CHAT_RATE_LIMIT = env("CHAT_RATE_LIMIT", default="30/10")
+try:
+    parse_rate(CHAT_RATE_LIMIT)
+except ValueError as exc:  # refuse to start rather than fail every send later
+    raise ImproperlyConfigured(str(exc)) from exc
 CHAT_MAX_BODY = 4000
 CHAT_MAX_FRAME_BYTES = 64 * 1024
 CHAT_REPLAY_LIMIT = 500

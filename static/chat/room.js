@@ -254,7 +254,6 @@
     area.id = `edit-${entry.data.id}`;
     label.htmlFor = area.id;
     area.value = entry.data.body;
-    area.maxLength = MAX_BODY;
     area.rows = Math.min(8, entry.data.body.split("\n").length + 1);
     const save = el("button", "btn btn-primary btn-small", "Save");
     save.type = "submit";
@@ -280,6 +279,11 @@
       const text = area.value.trim();
       if (!text) {
         error.textContent = "A message cannot be empty; delete it instead.";
+        return;
+      }
+      // Counted in code points, as the server counts (an emoji is one).
+      if ([...text].length > MAX_BODY) {
+        error.textContent = `Messages are limited to ${MAX_BODY} characters.`;
         return;
       }
       save.disabled = true;

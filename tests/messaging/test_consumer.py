@@ -442,3 +442,68 @@ async def test_an_unexpected_failure_is_an_error_frame_not_a_close(ws, bob, lobb
         assert (err["code"], err["ref"]) == ("unavailable", "r")
         await b.send(type="ping")
         assert (await b.recv_type("pong"))["type"] == "pong"
+
+
+async def test_rejoin_with_after_replays_what_the_client_asks_for(ws, alice, lobby):
+    async with ws(alice) as a:
+        await a.join("lobby")
+        for i in range(3):
+            await a.send(type="send", room="lobby", body=f"m{i}", client_id=str(i))
+        frames = [await a.recv() for _ in range(6)]
+        assert sorted(f["type"] for f in frames) == ["ack"] * 3 + ["message"] * 3
+        await a.send(type="join", room="lobby", after=1, ref="again")
+        replayed = [await a.recv() for _ in range(3)]
+        assert [f["message"]["seq"] for f in replayed[:2]] == [2, 3]
+        joined = replayed[2]
+        assert (joined["type"], joined["last_seq"], joined["recovered"], joined["ref"]) == ("joined", 3, True, "again")
+        await a.send(type="send", room="lobby", body="live", client_id="live")
+        assert (await a.recv_type("message"))["message"]["seq"] == 4
+
+
+async def test_huge_integers_are_answered_not_refused(ws, bob, lobby):
+    async with ws(bob) as b:
+        await b.comm.send_to(text_data='{"type": "join", "room": "lobby", "after": 1000000000000000000000000000000}')
+        joined = await b.recv_type("joined")
+        assert joined["recovered"] is True and joined["last_seq"] == 0
+        await b.comm.send_to(text_data='{"type": "read", "room": "lobby", "seq": 1000000000000000000000000000000}')
+        await b.send(type="ping")
+        assert (await b.recv_type("pong"))["type"] == "pong"
+
+
+async def test_unknown_websocket_paths_are_refused_not_errors(bob):
+    from tests.factories import token_for
+
+    key = await database_sync_to_async(token_for)(bob)
+    for path in ("/ws/chat", "/ws/other/", "/ws/chat/lobby/extra/"):
+        comm = WebsocketCommunicator(application, path, headers=[(b"authorization", f"Token {key}".encode())])
+        connected, _ = await comm.connect()
+        assert not connected
+
+
+async def test_presence_of_a_deactivated_user_names_them(ws, alice, bob, lobby):
+    async with ws(alice) as a, ws(bob) as b:
+        await a.join("lobby")
+        await b.join("lobby")
+        await a.recv_type("presence")
+
+        def deactivate():
+            bob.is_active = False
+            bob.save()
+
+        await database_sync_to_async(deactivate)()
+        offline = await a.recv_type("presence")
+        assert offline["online"] is False
+        assert offline["user"] == {"id": bob.pk, "username": "bob", "display_name": "Bob"}
+
+
+@pytest.mark.redis
+async def test_an_idle_socket_survives_longer_than_redis_read_timeouts(ws, alice, bob, lobby):
+    """channels-redis blocks 5 s per receive; a client timeout at 5 s killed idle sockets."""
+    import asyncio
+
+    async with ws(alice) as a, ws(bob) as b:
+        await a.join("lobby")
+        await b.join("lobby")
+        await asyncio.sleep(12)
+        await a.send(type="send", room="lobby", body="still there?", client_id="idle")
+        assert (await b.recv_type("message", timeout=5))["message"]["body"] == "still there?"
