@@ -92,13 +92,16 @@ class RedisPresence:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
     def _client(self) -> Any:
-        import redis.asyncio as aioredis
+        from common.layers import blocking_redis_client
 
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.from_url(
-                self.url, decode_responses=True, max_connections=settings.REDIS_MAX_CONNECTIONS, socket_timeout=15
+            client = blocking_redis_client(
+                self.url,
+                max_connections=settings.REDIS_MAX_CONNECTIONS,
+                decode_responses=True,
+                socket_timeout=15,
             )
             self._clients[loop] = client
         return client

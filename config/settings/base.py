@@ -102,11 +102,11 @@ def redis_settings(prefix: str) -> tuple[dict, dict]:
     """CHANNEL_LAYERS and CACHES for REDIS_URL under a key prefix."""
     layers = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "common.layers.WaitingRedisChannelLayer",
             "CONFIG": {
-                # redis-py's asyncio pool raises once it holds max_connections
-                # (100 by default) instead of waiting: a burst of joins or
-                # disconnects would lose group_add/discard calls and broadcasts.
+                # A pool of at most this many connections that waits when all
+                # are busy (common.layers): a burst of joins or disconnects
+                # queues instead of losing group_add/discard calls.
                 # redis-py 8 times reads out after 5 s by default, exactly
                 # channels-redis' blocking-pop wait: an idle socket's receive
                 # loop would die every few seconds. Keep well above it.
