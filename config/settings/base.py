@@ -129,6 +129,20 @@ def redis_settings(prefix: str) -> tuple[dict, dict]:
             "KEY_PREFIX": f"{prefix}:cache",
         }
     }
+    if env("CHANNEL_LAYER_BACKEND", default="pubsub") == "pubsub":
+        # One PUBLISH per group send, received once by each process that has a
+        # socket in the group. At most once, like the list-based layer; the
+        # sockets repair drops from the database (messaging.delivery). About
+        # twice the fan-out and saturation throughput of "core" on this
+        # workload (docs/performance.md), and a killed process leaves no dead
+        # channels behind in groups. CHANNEL_LAYER_BACKEND=core selects the
+        # list-based layer above.
+        layers = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{prefix}:asgi"},
+            }
+        }
     return layers, caches
 
 

@@ -127,10 +127,14 @@ async def test_redis_outage_loses_nothing_acknowledged(backends, servers):
         assert len(history) == 3 + 9 + 3
         for client in clients:
             await client.wait_for_seq("flaky", len(history), within=15)
-        # Sockets that lost the layer were closed with 1011 (never left open and
-        # deaf); None is a reconnect attempt refused while Redis was away.
+        # The Pub/Sub layer resubscribes by itself and the sockets repair the
+        # gap from the database; with the list-based layer a socket whose
+        # receive loop died is closed with 1011 (never left open and deaf).
+        # None is a reconnect attempt refused while Redis was away.
         lost = [code for c in clients for code in c.closes]
-        assert CLOSE_INTERNAL_ERROR in lost and set(lost) <= {CLOSE_INTERNAL_ERROR, None}, lost
+        assert set(lost) <= {CLOSE_INTERNAL_ERROR, None}, lost
+        if env.get("CHANNEL_LAYER_BACKEND") == "core":
+            assert CLOSE_INTERNAL_ERROR in lost
         for client in clients:
             await client.stop()
         assert_consistent(clients, history, "flaky")

@@ -11,7 +11,6 @@ import itertools
 import time
 
 import pytest
-from channels_redis.core import RedisChannelLayer
 
 from chatclient import ChatClient
 from rooms.models import room_group_name
@@ -97,6 +96,16 @@ async def test_two_processes_and_a_kill(backends, servers):
     print(f"recovered {total} messages {recovered_in:.1f}s after the kill")
 
 
+def redis_layer(backends):
+    """A channel layer of the kind the servers use (CHANNEL_LAYER_BACKEND), on their Redis."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    kind = backends.env().get("CHANNEL_LAYER_BACKEND", "pubsub")
+    layer_class = RedisChannelLayer if kind == "core" else RedisPubSubChannelLayer
+    return layer_class(hosts=[backends.redis_url()], prefix=f"{backends.redis_prefix}:asgi")
+
+
 async def test_idempotent_send_racing_on_two_processes(backends, servers):
     """The same client_id sent at once through both processes: one row, identical acks, one broadcast."""
     tokens = backends.seed(["alice", "bob"], ["race"])
@@ -106,7 +115,7 @@ async def test_idempotent_send_racing_on_two_processes(backends, servers):
     alice_b = ChatClient(b.ws_url, tokens["alice"], rooms={"race": 0})
     bob_b = ChatClient(b.ws_url, tokens["bob"], rooms={"race": 0})
     # A bare subscriber on the room's group counts what the servers broadcast.
-    observer = RedisChannelLayer(hosts=[backends.redis_url()], prefix=f"{backends.redis_prefix}:asgi")
+    observer = redis_layer(backends)
     channel = await observer.new_channel("observer.")
     await observer.group_add(room_group_name("race"), channel)
     for client in (alice_a, alice_b, bob_b):

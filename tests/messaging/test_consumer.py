@@ -406,8 +406,9 @@ async def test_unknown_user_in_room_row_is_room_scoped(ws, bob):
 async def test_channels_redis_layer_carries_messages(ws, alice, bob, lobby):
     from channels.layers import get_channel_layer
     from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
 
-    assert isinstance(get_channel_layer(), RedisChannelLayer)
+    assert isinstance(get_channel_layer(), RedisChannelLayer | RedisPubSubChannelLayer)
     async with ws(alice) as a, ws(bob) as b:
         await a.join("lobby")
         await b.join("lobby")
