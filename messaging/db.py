@@ -50,12 +50,6 @@ def join_room(*, user: User, slug: str, after: int | None, limit: int) -> JoinRe
 
 
 @database_sync_to_async
-def check_still_readable(*, user: User, room_id: int) -> None:
-    room = Room.objects.get(pk=room_id)
-    room_check_readable(room=room, user=user)
-
-
-@database_sync_to_async
 def fetch_range(*, room_id: int, slug: str, after: int, up_to: int | None, limit: int) -> list[dict[str, Any]]:
     return [
         message_to_dict(m, room_slug=slug)

@@ -44,21 +44,11 @@ def messages_after(*, room_id: int, after: int, limit: int, up_to: int | None = 
     return list(qs.order_by("seq")[:limit])
 
 
-def message_has_older(*, room: Room, seq: int) -> bool:
-    return Message.objects.filter(room=room, seq__lt=seq).exists()
-
-
 def message_get(*, message_id: int) -> Message:
     message = Message.objects.select_related("author", "room").filter(pk=message_id).first()
     if message is None:
         raise NotFound("No such message.")
     return message
-
-
-def message_get_by_client_id(*, room: Room, author: User, client_id: str) -> Message | None:
-    return (
-        Message.objects.select_related("author", "room").filter(room=room, author=author, client_id=client_id).first()
-    )
 
 
 @dataclass(frozen=True)

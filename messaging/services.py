@@ -122,7 +122,6 @@ def messages_create(
     a blocking group_send per message).
     """
     results = [Posted() for _ in requests]
-    keys: dict[tuple[int, int, str], int] = {}
     pending: list[tuple[int, NewMessage, str]] = []
     for i, req in enumerate(requests):
         try:
@@ -137,7 +136,7 @@ def messages_create(
 
     # Retries of committed messages are answered before the rate limit and
     # without a write lock.
-    _answer_retries(pending, results, keys)
+    _answer_retries(pending, results)
     pending = [p for p in pending if results[p[0]].message is None]
     if rate_limit:
         allowed = []
@@ -163,25 +162,24 @@ def messages_create(
     return results
 
 
-def _answer_retries(
-    pending: list[tuple[int, NewMessage, str]], results: list[Posted], keys: dict[tuple[int, int, str], int]
-) -> None:
+def _stored_by_key(pending: list[tuple[int, NewMessage, str]]) -> dict[tuple[int, int, str], Message]:
+    """The stored messages for the requests' (room, author, client_id) keys, in one query."""
     wanted = Q()
-    any_key = False
     for _, req, _ in pending:
         if req.client_id is not None:
             wanted |= Q(room_id=req.room_id, author_id=req.author.pk, client_id=req.client_id)
-            any_key = True
-    if not any_key:
-        return
-    found = {
-        (m.room_id, m.author_id, m.client_id): m
+    if not wanted:
+        return {}
+    return {
+        (m.room_id, m.author_id, m.client_id): m  # type: ignore[misc]
         for m in Message.objects.select_related("author", "room").filter(wanted)
     }
+
+
+def _answer_retries(pending: list[tuple[int, NewMessage, str]], results: list[Posted]) -> None:
+    found = _stored_by_key(pending)
     for i, req, _ in pending:
-        if req.client_id is None:
-            continue
-        existing = found.get((req.room_id, req.author.pk, req.client_id))
+        existing = found.get((req.room_id, req.author.pk, req.client_id)) if req.client_id else None
         if existing is not None:
             results[i].message, results[i].created = existing, False
 
@@ -209,16 +207,7 @@ def _create_locked(pending: list[tuple[int, NewMessage, str]], results: list[Pos
         rooms = {r.pk: r for r in Room.objects.select_for_update().filter(pk__in=room_ids).order_by("pk")}
         # Re-read under the lock: a racing retry that committed first is
         # visible now, so the pair yields one message.
-        committed: dict[tuple[int, int, str], Message] = {}
-        keyed = [(req.room_id, req.author.pk, req.client_id) for _, req, _ in pending if req.client_id]
-        if keyed:
-            wanted = Q()
-            for room_id, author_id, client_id in keyed:
-                wanted |= Q(room_id=room_id, author_id=author_id, client_id=client_id)
-            committed = {
-                (m.room_id, m.author_id, m.client_id): m  # type: ignore[misc]
-                for m in Message.objects.select_related("author", "room").filter(wanted)
-            }
+        committed = _stored_by_key(pending)
         banned = set(Ban.objects.filter(room_id__in=room_ids, user_id__in=author_ids).values_list("room_id", "user_id"))
         memberships = {
             (m.room_id, m.user_id): m for m in Membership.objects.filter(room_id__in=room_ids, user_id__in=author_ids)

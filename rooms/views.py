@@ -17,11 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import ChatError, Forbidden, NotFound
-from messaging.selectors import message_has_older, messages_page
+from messaging.selectors import messages_history
 from messaging.serializers import for_viewer, message_to_dict
 
 from .models import SLUG_RE
-from .selectors import membership_get, room_check_readable, room_get_visible, rooms_visible_to
+from .selectors import room_check_readable, room_get_visible, rooms_visible_to
 from .services import room_create, room_join
 
 HISTORY_SIZE = 50
@@ -89,13 +89,13 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     user = _user(request)
     try:
         room = room_get_visible(slug=slug, user=user)
-        room_check_readable(room=room, user=user)
+        membership = room_check_readable(room=room, user=user)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
     except Forbidden as exc:
         return render(request, "rooms/forbidden.html", {"room_slug": slug, "detail": exc.detail}, status=403)
-    history = messages_page(room=room, limit=HISTORY_SIZE)
-    membership = membership_get(room=room, user=user)
+    page = messages_history(room=room, limit=HISTORY_SIZE)
+    history = page.messages
     can_moderate = user.is_staff or (membership is not None and membership.can_moderate)
     sidebar = [r for r in rooms_visible_to(user=user) if getattr(r, "is_member", False) or r.pk == room.pk]
     boot: dict[str, Any] = {
@@ -109,7 +109,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "me": user_to_dict(user),
         "can_moderate": can_moderate,
         "messages": [for_viewer(message_to_dict(m, room_slug=room.slug), user.pk) for m in history],
-        "has_older": bool(history) and message_has_older(room=room, seq=history[0].seq),
+        "has_older": page.has_older,
         "history_size": HISTORY_SIZE,
     }
     return render(request, "rooms/room.html", {"room": room, "sidebar": sidebar, "boot": boot})
