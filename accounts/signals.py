@@ -17,4 +17,5 @@ def close_sockets_of_deactivated_user(sender: type[User], instance: User, **kwar
     if instance.is_active or kwargs.get("created"):
         return
     group = instance.group_name
-    transaction.on_commit(lambda: group_send_sync(group, {"type": "user.deactivated"}))
+    event = {"type": "user.deactivated", "user_id": instance.pk}
+    transaction.on_commit(lambda: group_send_sync(group, event))

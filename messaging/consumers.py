@@ -1,34 +1,34 @@
 """The chat websocket: one socket per tab, any number of rooms.
 
 Thin by design: parse and check the frame, call a service through
-`messaging.db`, turn domain errors into `error` frames. Ordering and
-gap repair live in `messaging.delivery`.
+`messaging.db` or the writer, turn domain errors into `error` frames.
+Realtime events reach the socket through its process's hub
+(`messaging.fanout`), which subscribes once per room for all local sockets,
+orders and repairs the room's messages and writes the encoded frames; the
+socket itself has no channel of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
 import time
 from typing import Any
 
-import orjson
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import Error as DatabaseError
 
-from accounts.models import User, user_group_name
+from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import BadRequest, ChatError, NotFound, NotJoined, RateLimited, Unavailable
-from rooms.models import SLUG_RE, room_group_name
-from rooms.presence import presence
+from rooms.models import SLUG_RE
 
 from . import db
-from .delivery import RoomCursor, watcher
-from .serializers import for_viewer
+from .fanout import Member, dumps, encode_message, hub
 from .services import NewMessage
 from .writer import writer
 
@@ -47,20 +47,6 @@ CLOSE_INTERNAL_ERROR = 1011
 FLOOD_TOLERANCE = 10
 
 
-async def announce_presence(slug: str, user_id: int, *, online: bool) -> None:
-    """Tell a room that a user came online or went offline there."""
-    users = await db.users_by_id({user_id})
-    user = users[0] if users else {"id": user_id, "username": "", "display_name": ""}
-    layer = get_channel_layer()
-    await layer.group_send(
-        room_group_name(slug), {"type": "chat.presence", "room": slug, "user": user, "online": online}
-    )
-
-
-def _dumps(data: dict[str, Any]) -> str:
-    return orjson.dumps(data).decode()
-
-
 def _loads(raw: str | bytes) -> Any:
     # The standard parser, not orjson: orjson turns integers beyond 64 bits
     # into floats, and a client's `after` must stay an exact integer.
@@ -74,33 +60,46 @@ MAX_SEQ = 2**63 - 1
 class ChatConsumer(AsyncWebsocketConsumer):
     """Handles `/ws/chat/` and `/ws/chat/<slug>/` (implicit join on connect)."""
 
-    cursors: dict[str, RoomCursor]
+    rooms: dict[str, Member]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # Issue 3 (delivery): when the channel layer fails (e.g. Redis restarts),
-        # the receive loop or a group call raises and this socket can no longer
-        # hear its rooms. Clean up as on a disconnect, then let the exception
-        # reach daphne, which closes the socket with 1011 so the client
-        # reconnects and rejoins with `after`. (1012 "service restart" would
-        # be apter, but autobahn refuses to send it: a close from the app must
-        # be 1000 or 3000-4999, and a refused close left the socket open and
-        # dead.)
+        # Channels' AsyncConsumer would give every socket a channel of its own
+        # and a second receive loop on it; here the process's hub hears every
+        # room and user group once and writes to the socket directly
+        # (messaging.fanout), so the socket only listens to its client.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        self.closed = True
         try:
-            await super().__call__(scope, receive, send)
-        except Exception:
-            if not getattr(self, "closed", True):
+            await await_many_dispatch([receive], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            if not self.closed:
+                # The server cancelled us (shutdown) or the loop failed.
                 try:
                     await self.disconnect(CLOSE_INTERNAL_ERROR)
                 except Exception:
                     logger.warning("cleanup after a failed chat socket was incomplete", exc_info=True)
-            raise
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Unlike AsyncConsumer.dispatch, no close_old_connections() hop per
+        # frame: every database call goes through database_sync_to_async,
+        # which already does it.
+        kind = message["type"]
+        if kind == "websocket.receive":
+            await self.websocket_receive(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        elif kind == "websocket.disconnect":
+            await self.websocket_disconnect(message)
 
     async def connect(self) -> None:
-        self.cursors = {}
+        self.rooms = {}
         self.last_frame_at = time.monotonic()
         self.flood = 0
         self.closed = False
-        self.lock = asyncio.Lock()
         user = self.scope.get("user")
         await self.accept()
         if user is None or not user.is_authenticated:
@@ -110,8 +109,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.user_id: int = user.pk
         self.user_dict = user_to_dict(user)
-        await self.channel_layer.group_add(user_group_name(user.pk), self.channel_name)
-        watcher().register(self)
+        await hub().connect(self)
         slug = self.scope["url_route"]["kwargs"].get("slug")
         if slug is not None:
             await self.handle({"type": "join", "room": slug})
@@ -120,13 +118,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.closed = True
         if getattr(self, "user", None) is None:
             return
-        watcher().unregister(self)
-        for cursor in list(self.cursors.values()):
-            await self._unsubscribe(cursor)
-        try:
-            await self.channel_layer.group_discard(user_group_name(self.user_id), self.channel_name)
-        except Exception:
-            logger.warning("group_discard failed on disconnect", exc_info=True)
+        members, self.rooms = list(self.rooms.values()), {}
+        await hub().disconnect(self, members)
 
     # --- client frames ----------------------------------------------------
 
@@ -173,79 +166,87 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(ref, room, Unavailable("Something went wrong on our side; try again."))
 
     async def on_join(self, frame: dict[str, Any], ref: str | None) -> None:
+        """Join a room: register with the hub first, then read last_seq and the replay, then go live.
+
+        Registering before the read means whatever commits in between is
+        queued for this socket and arrives after `joined` (minus what the
+        replay already held), so nothing falls in a hole or arrives twice.
+        """
         slug = self._slug(frame)
         after = frame.get("after")
         if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
             raise BadRequest("after must be a non-negative integer.")
         if after is not None:
             after = min(after, MAX_SEQ)
-        existing = self.cursors.get(slug)
+        existing = self.rooms.get(slug)
         if existing is not None:
             await self._rejoin(existing, after, ref)
             return
-        group = room_group_name(slug)
-        # Subscribe before reading last_seq and the replay: whatever commits in
-        # between arrives twice and the cursor drops the repeat; nothing falls
-        # in a hole.
-        await self.channel_layer.group_add(group, self.channel_name)
+        the_hub = hub()
+        member = await the_hub.join(slug, self)
         try:
-            result = await db.join_room(user=self.user, slug=slug, after=after, limit=settings.CHAT_REPLAY_LIMIT)
+            result = await db.join_room(user=self.me, slug=slug, after=after, limit=settings.CHAT_REPLAY_LIMIT)
         except BaseException:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await the_hub.leave(member)
             raise
-        async with self.lock:
-            for message in result.replay:
-                await self._deliver_message(message)
-            # After a full replay the socket holds everything up to last_seq;
-            # after a partial one (recovered: false) live delivery resumes from
-            # last_seq + 1 and the client pages the middle over REST.
-            self.cursors[slug] = RoomCursor(room_id=result.room_id, slug=slug, delivered=result.last_seq)
-        if await presence().add(slug, self.user_id, self.channel_name):
-            await announce_presence(slug, self.user_id, online=True)
+        room = member.room
+        room.start(result.room_id, result.last_seq)
+        self.rooms[slug] = member
+        room.arrive(member)
+        for message in result.replay:
+            await self.write(encode_message("message", message, self.user_id))
+        # After a full replay the socket holds everything up to last_seq;
+        # after a partial one (recovered: false) live delivery resumes from
+        # last_seq + 1 and the client pages the middle over REST.
         joined: dict[str, Any] = {"type": "joined", "room": slug, "last_seq": result.last_seq, **self._ref(ref)}
         if after is not None:
             joined["recovered"] = not result.more
-        joined["online"] = await self._online(slug)
+        joined["online"] = room.online_users()
         await self.send_frame(joined)
+        await room.activate(member, result.last_seq)
 
-    async def _rejoin(self, cursor: RoomCursor, after: int | None, ref: str | None) -> None:
+    async def _rejoin(self, member: Member, after: int | None, ref: str | None) -> None:
         """`join` on a socket already in the room: live delivery is untouched, so
         only the replay the client asked for (seq > after, up to what this socket
         has delivered) is sent again before `joined`."""
+        room = member.room
         more = False
-        async with self.lock:
-            if after is not None and after < cursor.delivered:
+        room.hold(member)
+        try:
+            if after is not None and after < member.delivered and room.room_id is not None:
                 limit = settings.CHAT_REPLAY_LIMIT
                 rows = await db.fetch_range(
-                    room_id=cursor.room_id, slug=cursor.slug, after=after, up_to=cursor.delivered, limit=limit + 1
+                    room_id=room.room_id, slug=room.slug, after=after, up_to=member.delivered, limit=limit + 1
                 )
                 more = len(rows) > limit
                 for message in rows[:limit]:
-                    await self._deliver_message(message)
-            joined: dict[str, Any] = {"type": "joined", "room": cursor.slug, "last_seq": cursor.delivered}
-        joined.update(self._ref(ref))
-        if after is not None:
-            joined["recovered"] = not more
-        joined["online"] = await self._online(cursor.slug)
-        await self.send_frame(joined)
+                    await self.write(encode_message("message", message, self.user_id))
+            joined: dict[str, Any] = {"type": "joined", "room": room.slug, "last_seq": member.delivered}
+            joined.update(self._ref(ref))
+            if after is not None:
+                joined["recovered"] = not more
+            joined["online"] = room.online_users()
+            await self.send_frame(joined)
+        finally:
+            await room.release(member)
 
     async def on_leave(self, frame: dict[str, Any], ref: str | None) -> None:
         slug = self._slug(frame)
-        cursor = self.cursors.get(slug)
-        if cursor is None:
+        if slug not in self.rooms:
             raise NotJoined("This socket has not joined that room.")
-        await self._unsubscribe(cursor)
+        await self._unsubscribe(slug)
         await self.send_frame({"type": "left", "room": slug, **self._ref(ref)})
 
     async def on_send(self, frame: dict[str, Any], ref: str | None) -> None:
-        cursor = self._joined(frame)
+        member = self._joined(frame)
         if "client_id" not in frame:
             raise BadRequest("client_id is required, so a retry cannot create a duplicate.")
         client_id = frame.get("client_id")
         if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
             raise BadRequest("client_id must be a string of 1-64 characters.")
+        assert member.room.room_id is not None
         posted, message = await writer().submit(
-            NewMessage(room_id=cursor.room_id, author=self.me, body=frame.get("body"), client_id=client_id)
+            NewMessage(room_id=member.room.room_id, author=self.me, body=frame.get("body"), client_id=client_id)
         )
         if isinstance(posted.error, RateLimited):
             self.flood += 1
@@ -258,17 +259,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_frame({"type": "ack", **self._ref(ref), "message": message})
 
     async def on_typing(self, frame: dict[str, Any], ref: str | None) -> None:
-        cursor = self._joined(frame)
-        await self.channel_layer.group_send(
-            room_group_name(cursor.slug), {"type": "chat.typing", "room": cursor.slug, "user": self.user_dict}
+        member = self._joined(frame)
+        await hub().group_send(
+            member.room.group, {"type": "chat.typing", "room": member.room.slug, "user": self.user_dict}
         )
 
     async def on_read(self, frame: dict[str, Any], ref: str | None) -> None:
-        cursor = self._joined(frame)
+        member = self._joined(frame)
         seq = frame.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise BadRequest("seq must be a non-negative integer.")
-        await db.mark_read(user=self.user, room_id=cursor.room_id, seq=min(seq, MAX_SEQ))
+        assert member.room.room_id is not None
+        await db.mark_read(user=self.me, room_id=member.room.room_id, seq=min(seq, MAX_SEQ))
 
     async def on_ping(self, frame: dict[str, Any], ref: str | None) -> None:
         await self.send_frame({"type": "pong", **self._ref(ref)})
@@ -282,104 +284,54 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "ping": on_ping,
     }
 
-    # --- channel-layer events --------------------------------------------
+    # --- events for this user, from the hub ------------------------------------
 
-    async def chat_message(self, event: dict[str, Any]) -> None:
-        cursor = self.cursors.get(event["message"]["room"])
-        if cursor is None:
+    async def on_user_event(self, event: dict[str, Any]) -> None:
+        """An event for every socket of this user (sent to the user's group)."""
+        handler = self.user_handlers.get(event["type"])
+        if handler is None:
+            logger.warning("unknown user event %r", event["type"])
             return
-        async with self.lock:
-            await cursor.offer(event["message"], self._deliver_message)
-            if cursor.has_gap:
-                self.schedule_repair(cursor, wait=settings.CHAT_GAP_WAIT)
-
-    async def chat_message_updated(self, event: dict[str, Any]) -> None:
-        await self._forward_update("message_updated", event)
-
-    async def chat_message_deleted(self, event: dict[str, Any]) -> None:
-        await self._forward_update("message_deleted", event)
-
-    async def chat_typing(self, event: dict[str, Any]) -> None:
-        if event["room"] in self.cursors and event["user"]["id"] != self.user_id:
-            await self.send_frame({"type": "typing", "room": event["room"], "user": event["user"]})
-
-    async def chat_presence(self, event: dict[str, Any]) -> None:
-        # A user's own sockets already know they are online (joined.online).
-        if event["room"] in self.cursors and event["user"]["id"] != self.user_id:
-            await self.send_frame(
-                {"type": "presence", "room": event["room"], "user": event["user"], "online": event["online"]}
-            )
-
-    async def chat_room_updated(self, event: dict[str, Any]) -> None:
-        if event["room"]["slug"] in self.cursors:
-            await self.send_frame({"type": "room_updated", "room": event["room"]})
+        if not self.closed:
+            await handler(self, event)
 
     async def user_banned(self, event: dict[str, Any]) -> None:
         """A ban cuts this socket off the room at once; other rooms carry on."""
-        cursor = self.cursors.get(event["slug"])
-        if cursor is None:
+        if event["slug"] not in self.rooms:
             return
-        await self._unsubscribe(cursor)
+        await self._unsubscribe(event["slug"])
         await self.send_frame(
             {"type": "error", "room": event["slug"], "code": "forbidden", "detail": "You were banned from this room."}
         )
 
     async def user_left(self, event: dict[str, Any]) -> None:
         """The user left the room elsewhere (REST, another tab): every socket of theirs stops hearing it."""
-        cursor = self.cursors.get(event["slug"])
-        if cursor is not None:
-            await self._unsubscribe(cursor)
+        if event["slug"] in self.rooms:
+            await self._unsubscribe(event["slug"])
             await self.send_frame({"type": "left", "room": event["slug"]})
 
     async def user_deactivated(self, event: dict[str, Any]) -> None:
         """The account was deactivated: leave every room (others see them go offline at once), then 4403."""
-        for cursor in list(self.cursors.values()):
-            await self._unsubscribe(cursor)
+        for slug in list(self.rooms):
+            await self._unsubscribe(slug)
         await self.close(code=CLOSE_DEACTIVATED)
+
+    user_handlers = {
+        "user.banned": user_banned,
+        "user.left": user_left,
+        "user.deactivated": user_deactivated,
+    }
 
     # --- helpers -----------------------------------------------------------
 
-    def schedule_repair(self, cursor: RoomCursor, *, wait: float, up_to: int | None = None) -> None:
-        if cursor.repair is not None and not cursor.repair.done():
+    async def _unsubscribe(self, slug: str) -> None:
+        member = self.rooms.pop(slug, None)
+        if member is None:
             return
-        cursor.repair = asyncio.get_running_loop().create_task(self._repair(cursor, wait, up_to))
-
-    async def _repair(self, cursor: RoomCursor, wait: float, up_to: int | None) -> None:
-        if wait:
-            await asyncio.sleep(wait)
         try:
-            async with self.lock:
-                if self.closed or self.cursors.get(cursor.slug) is not cursor:
-                    return
-                await cursor.fill_from_db(self._deliver_message, up_to=up_to)
+            await hub().leave(member)
         except Exception:
-            # The watcher will notice the gap again and retry.
-            logger.warning("gap repair in %s failed", cursor.slug, exc_info=True)
-        finally:
-            cursor.repair = None
-        if cursor.has_gap and not self.closed:
-            self.schedule_repair(cursor, wait=settings.CHAT_GAP_WAIT)
-
-    async def _deliver_message(self, message: dict[str, Any]) -> None:
-        await self.send_frame({"type": "message", "message": for_viewer(message, self.user_id)})
-
-    async def _forward_update(self, kind: str, event: dict[str, Any]) -> None:
-        if event["message"]["room"] in self.cursors:
-            await self.send_frame({"type": kind, "message": for_viewer(event["message"], self.user_id)})
-
-    async def _unsubscribe(self, cursor: RoomCursor) -> None:
-        self.cursors.pop(cursor.slug, None)
-        if cursor.repair is not None:
-            cursor.repair.cancel()
-        try:
-            await self.channel_layer.group_discard(room_group_name(cursor.slug), self.channel_name)
-            if await presence().remove(cursor.slug, self.user_id, self.channel_name):
-                await announce_presence(cursor.slug, self.user_id, online=False)
-        except Exception:
-            logger.warning("leaving %s did not fully clean up", cursor.slug, exc_info=True)
-
-    async def _online(self, slug: str) -> list[dict[str, Any]]:
-        return await db.users_by_id(await presence().online(slug))
+            logger.warning("leaving %s did not fully clean up", slug, exc_info=True)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         # Nothing more may be sent once the close is on its way (daphne logs
@@ -398,12 +350,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise NotFound("No such room.")
         return slug
 
-    def _joined(self, frame: dict[str, Any]) -> RoomCursor:
+    def _joined(self, frame: dict[str, Any]) -> Member:
         slug = self._slug(frame)
-        cursor = self.cursors.get(slug)
-        if cursor is None:
+        member = self.rooms.get(slug)
+        if member is None:
             raise NotJoined("Join the room on this socket first.")
-        return cursor
+        return member
 
     @property
     def me(self) -> User:
@@ -415,9 +367,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _ref(ref: str | None) -> dict[str, str]:
         return {"ref": ref} if ref is not None else {}
 
-    async def send_frame(self, data: dict[str, Any]) -> None:
+    async def write(self, text: str) -> None:
+        """Write one encoded frame (the hub's fan-out and this consumer's replies)."""
         if not self.closed:
-            await self.send(text_data=_dumps(data))
+            await self.base_send({"type": "websocket.send", "text": text})
+
+    async def send_frame(self, data: dict[str, Any]) -> None:
+        await self.write(dumps(data))
 
     async def send_error(self, ref: str | None, room: str | None, exc: ChatError) -> None:
         frame: dict[str, Any] = {"type": "error", **self._ref(ref)}

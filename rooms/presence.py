@@ -1,9 +1,10 @@
 """Who is online in which room, shared by every server process.
 
 A user is online in a room while at least one of their sockets has joined
-it. Each socket is an entry `"<user_id>:<channel_name>"` with an expiry time,
-refreshed by its process every few seconds; a socket whose process died stops
-being refreshed and is swept out within CHAT_PRESENCE_TTL seconds.
+it. Each server process that has such a socket holds one entry
+`"<user_id>:<process channel>"` with an expiry time (messaging.fanout counts
+the sockets), refreshed every few seconds; entries of a process that died stop
+being refreshed and are swept out within CHAT_PRESENCE_TTL seconds.
 
 With REDIS_URL the entries live in Redis sorted sets (score = expiry), and
 each change is one MULTI transaction, so exactly one socket sees "first in"
@@ -40,6 +41,8 @@ def _users(members: list[str]) -> set[int]:
 class PresenceStore(Protocol):
     async def add(self, room: str, user_id: int, channel: str) -> bool: ...
     async def remove(self, room: str, user_id: int, channel: str) -> bool: ...
+    async def add_many(self, room: str, entries: list[tuple[int, str]]) -> set[int]: ...
+    async def remove_many(self, room: str, entries: list[tuple[int, str]]) -> set[int]: ...
     async def online(self, room: str) -> set[int]: ...
     async def refresh(self, entries: list[tuple[str, int, str]]) -> None: ...
     async def sweep(self) -> list[tuple[str, int]]: ...
@@ -61,6 +64,18 @@ class MemoryPresence:
     async def remove(self, room: str, user_id: int, channel: str) -> bool:
         removed = self.rooms[room].pop(_member(user_id, channel), None) is not None
         return removed and user_id not in _users(list(self._live(room)))
+
+    async def add_many(self, room: str, entries: list[tuple[int, str]]) -> set[int]:
+        before = _users(list(self._live(room)))
+        expiry = time.time() + settings.CHAT_PRESENCE_TTL
+        for user_id, channel in entries:
+            self.rooms[room][_member(user_id, channel)] = expiry
+        return {user_id for user_id, _ in entries} - before
+
+    async def remove_many(self, room: str, entries: list[tuple[int, str]]) -> set[int]:
+        for user_id, channel in entries:
+            self.rooms[room].pop(_member(user_id, channel), None)
+        return {user_id for user_id, _ in entries} - _users(list(self._live(room)))
 
     async def online(self, room: str) -> set[int]:
         return _users(list(self._live(room)))
@@ -122,6 +137,26 @@ class RedisPresence:
             pipe.zrange(_key(room), now, "+inf", byscore=True)
             removed, after = await pipe.execute()
         return bool(removed) and user_id not in _users(after)
+
+    async def add_many(self, room: str, entries: list[tuple[int, str]]) -> set[int]:
+        """Add entries in one MULTI; return the users who had no live entry before (newly online)."""
+        now = time.time()
+        expiry = now + settings.CHAT_PRESENCE_TTL
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zrange(_key(room), now, "+inf", byscore=True)
+            pipe.zadd(_key(room), {_member(uid, channel): expiry for uid, channel in entries})
+            pipe.sadd(_rooms_key(), room)
+            before, _, _ = await pipe.execute()
+        return {uid for uid, _ in entries} - _users(before)
+
+    async def remove_many(self, room: str, entries: list[tuple[int, str]]) -> set[int]:
+        """Remove entries in one MULTI; return the users left with no live entry (now offline)."""
+        now = time.time()
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zrem(_key(room), *[_member(uid, channel) for uid, channel in entries])
+            pipe.zrange(_key(room), now, "+inf", byscore=True)
+            _, after = await pipe.execute()
+        return {uid for uid, _ in entries} - _users(after)
 
     async def online(self, room: str) -> set[int]:
         return _users(await self._client().zrange(_key(room), time.time(), "+inf", byscore=True))

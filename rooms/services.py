@@ -69,7 +69,8 @@ def room_leave(*, room: Room, user: User) -> None:
         if membership.role == Membership.Role.OWNER:
             raise Forbidden("The owner cannot leave the room.")
         membership.delete()
-        event = {"type": "user.left", "slug": room.slug}
+        # user_id: every process's hub hears many users' groups on one channel.
+        event = {"type": "user.left", "user_id": user.pk, "slug": room.slug}
         group = user.group_name
         transaction.on_commit(lambda: group_send_sync(group, event))
 
@@ -163,7 +164,7 @@ def room_ban(*, room: Room, actor: User, user: User) -> Ban:
             raise Forbidden("Only the owner may ban a moderator.")
         ban, _ = Ban.objects.get_or_create(room=room, user=user, defaults={"banned_by": actor})
         Membership.objects.filter(room=room, user=user).delete()
-        event = {"type": "user.banned", "room_id": room.pk, "slug": room.slug}
+        event = {"type": "user.banned", "user_id": user.pk, "room_id": room.pk, "slug": room.slug}
         group = user.group_name
         transaction.on_commit(lambda: group_send_sync(group, event))
     return ban

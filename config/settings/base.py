@@ -149,7 +149,9 @@ def redis_settings(prefix: str) -> tuple[dict, dict]:
 if REDIS_URL:
     CHANNEL_LAYERS, CACHES = redis_settings(CHAT_REDIS_PREFIX)
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Each process hears every room through one channel (messaging.fanout),
+    # so its queue must hold a burst, not the default 100 messages.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Chat limits ------------------------------------------------------------
@@ -175,6 +177,10 @@ CHAT_IDLE_TIMEOUT = env.float("CHAT_IDLE_TIMEOUT", default=3600.0)
 # Presence entries not refreshed for this long count as offline. With the
 # sweep interval on top, a process that died is announced offline within 60 s.
 CHAT_PRESENCE_TTL = env.float("CHAT_PRESENCE_TTL", default=45.0)
+# Presence changes in a room are gathered this long per process and sent as
+# one batch, so a join storm (200 sockets at once) costs one Redis round trip
+# and one broadcast per batch instead of one per socket.
+CHAT_PRESENCE_BATCH = env.float("CHAT_PRESENCE_BATCH", default=0.25)
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

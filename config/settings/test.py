@@ -9,6 +9,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Short waits keep the delivery-repair tests quick; behaviour is the same.
 CHAT_GAP_WAIT = 0.05
 CHAT_SWEEP_INTERVAL = 1.0
+CHAT_PRESENCE_BATCH = 0.05
 CHAT_RATE_LIMIT = "off"
 
 # Several test runs may share this machine's PostgreSQL and Redis (developers

@@ -1,5 +1,7 @@
 """REST writes reach open websockets, like the websocket's own writes."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -71,11 +73,19 @@ async def test_rest_ban_cuts_the_users_socket_off(ws, alice, bob, lobby):
         await b.nothing()
 
 
+async def members_online(user, expected: dict[str, bool], within: float = 2.0) -> dict[str, bool]:
+    """Poll the members list: presence reaches the store within one batch (CHAT_PRESENCE_BATCH)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        r = await call(user, "get", "/api/rooms/lobby/members/")
+        online = {m["user"]["username"]: m["online"] for m in r.json()}
+        if online == expected or asyncio.get_running_loop().time() > deadline:
+            return online
+        await asyncio.sleep(0.02)
+
+
 async def test_members_online_reflects_sockets(ws, alice, bob, lobby):
     async with ws(bob) as b:
         await b.join("lobby")
-        r = await call(alice, "get", "/api/rooms/lobby/members/")
-        online = {m["user"]["username"]: m["online"] for m in r.json()}
-        assert online == {"alice": False, "bob": True}
-    r = await call(alice, "get", "/api/rooms/lobby/members/")
-    assert {m["user"]["username"]: m["online"] for m in r.json()} == {"alice": False, "bob": False}
+        assert await members_online(alice, {"alice": False, "bob": True}) == {"alice": False, "bob": True}
+    assert await members_online(alice, {"alice": False, "bob": False}) == {"alice": False, "bob": False}
