@@ -394,6 +394,7 @@ class Hub:
         self.locks: dict[str, asyncio.Lock] = {}
         self.reader: asyncio.Task[None] | None = None
         self.sweeper: asyncio.Task[None] | None = None
+        self.resubscribing: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.started = asyncio.Lock()
 
@@ -549,8 +550,9 @@ class Hub:
                 # this process is in its groups again and repair from the database.
                 failures += 1
                 logger.warning("channel layer receive failed; retrying", exc_info=True)
-                await asyncio.sleep(min(2.0, 0.05 * 2**failures))
-                self.spawn(self._resubscribe())
+                await asyncio.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
+                if self.resubscribing is None or self.resubscribing.done():
+                    self.resubscribing = self.spawn(self._resubscribe())
                 continue
             failures = 0
             try:
