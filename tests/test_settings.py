@@ -1,5 +1,6 @@
-"""Production settings: secrets have no defaults and `check --deploy` is clean."""
+"""Settings from the environment: production secrets have no defaults, `check --deploy` is clean, the database pool."""
 
+import json
 import os
 import subprocess
 import sys
@@ -37,3 +38,73 @@ def test_check_deploy_is_clean():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+# --- PostgreSQL connection pool (no server needed: the pool opens on first use) ----
+
+
+def database_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    """The production settings' database entry for this environment, as JSON on stdout."""
+    script = (
+        "import json, django\n"
+        "django.setup()\n"
+        "from django.db import connection\n"
+        "db = connection.settings_dict\n"
+        "pool = connection.pool if connection.vendor == 'postgresql' else None\n"
+        "print(json.dumps({'pool': db['OPTIONS'].get('pool'), 'conn_max_age': db['CONN_MAX_AGE'],\n"
+        "    'health_checks': db['CONN_HEALTH_CHECKS'], 'pool_max_size': pool.max_size if pool else None}))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "DB_POOL", "CONN_"))}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+            "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+            "DATABASE_URL": "postgres://chat@db.example.com:5432/chat",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_postgresql_uses_a_bounded_pool_by_default():
+    result = database_settings()
+    assert result.returncode == 0, result.stderr
+    db = json.loads(result.stdout)
+    assert db["pool"] == {"min_size": 2, "max_size": 20, "timeout": 5.0, "reconnect_timeout": 5.0}
+    # Django refuses a pool with persistent connections, and with health checks
+    # on it gives the pool psycopg_pool's check_connection (heals a restart).
+    assert db["conn_max_age"] == 0 and db["health_checks"] is True
+    assert db["pool_max_size"] == 20  # psycopg_pool is installed and takes the options
+
+
+def test_pool_sizes_come_from_the_environment():
+    result = database_settings(DB_POOL_MAX_SIZE="4", DB_POOL_MIN_SIZE="1", DB_POOL_TIMEOUT="2.5")
+    assert result.returncode == 0, result.stderr
+    pool = json.loads(result.stdout)["pool"]
+    assert (pool["min_size"], pool["max_size"], pool["timeout"]) == (1, 4, 2.5)
+
+
+def test_pool_off_falls_back_to_per_request_connections():
+    result = database_settings(DB_POOL_MAX_SIZE="0", CONN_MAX_AGE="30")
+    assert result.returncode == 0, result.stderr
+    db = json.loads(result.stdout)
+    assert db["pool"] is None and db["conn_max_age"] == 30
+
+
+def test_inconsistent_pool_settings_refuse_to_start():
+    too_small = database_settings(DB_POOL_MAX_SIZE="4", DB_POOL_MIN_SIZE="5")
+    assert too_small.returncode != 0 and "DB_POOL_MIN_SIZE" in too_small.stderr
+    persistent = database_settings(CONN_MAX_AGE="60")
+    assert persistent.returncode != 0 and "CONN_MAX_AGE" in persistent.stderr
+
+
+def test_sqlite_has_no_pool():
+    result = database_settings(DATABASE_URL="sqlite:///unused.sqlite3")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pool"] is None

@@ -79,13 +79,53 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
     _db["CONN_MAX_AGE"] = 0
 else:
-    # Consumers live for hours and run their queries on one worker thread;
-    # channels' database_sync_to_async closes connections older than this, and
-    # health checks replace a connection the server dropped (e.g. a restart)
-    # instead of failing the next query.
-    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # Under ASGI every REST request runs its view on a thread of its own, so
+    # per-thread connections are unbounded: 16 busy clients once made one
+    # process hold 98 of PostgreSQL's 100 slots, and the rest of its requests
+    # got "too many clients already". Django's psycopg pool caps a process at
+    # DB_POOL_MAX_SIZE; a request or a database_sync_to_async call borrows a
+    # connection and hands it back when it ends (close_old_connections), and
+    # anything beyond the cap waits up to DB_POOL_TIMEOUT seconds, then fails
+    # as an OperationalError: 503 / `unavailable`, retryable. Size it so that
+    # server processes x DB_POOL_MAX_SIZE stays below max_connections
+    # (docs/development.md). 0 turns the pool off, e.g. behind PgBouncer.
+    _pool_max = env.int("DB_POOL_MAX_SIZE", default=20)
+    if _pool_max > 0:
+        _pool_min = env.int("DB_POOL_MIN_SIZE", default=min(2, _pool_max))
+        if not 0 <= _pool_min <= _pool_max:
+            raise ImproperlyConfigured(
+                f"DB_POOL_MIN_SIZE={_pool_min} must be between 0 and DB_POOL_MAX_SIZE={_pool_max}."
+            )
+        if env.int("CONN_MAX_AGE", default=0):
+            # Django refuses persistent connections with a pool; say which setting to drop.
+            raise ImproperlyConfigured("CONN_MAX_AGE applies only with the pool off (DB_POOL_MAX_SIZE=0).")
+        # The pool keeps the connections; Django hands each back after use.
+        _db["CONN_MAX_AGE"] = 0
+        # With the pool this makes Django give it psycopg_pool's
+        # check_connection: each connection is tested as it is handed out and
+        # a dead one (PostgreSQL restarted) replaced, so a restart heals.
+        _db["CONN_HEALTH_CHECKS"] = True
+        _db["OPTIONS"]["pool"] = {
+            "min_size": _pool_min,
+            "max_size": _pool_max,
+            # Also how long a request waits while PostgreSQL is unreachable
+            # before its 503, like connect_timeout without a pool.
+            "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+            # psycopg_pool retries a failed connect with doubling delays for
+            # this long (default 5 minutes, so up to minutes of extra downtime
+            # after PostgreSQL is back); a shorter span makes the next request
+            # start a fresh attempt, so the pool is whole within seconds.
+            "reconnect_timeout": 5.0,
+        }
+    else:
+        # One connection per request (per call on the websocket side), closed
+        # after it unless CONN_MAX_AGE says otherwise: only safe for a handful
+        # of concurrent requests or with an external pooler in front. Health
+        # checks replace a connection the server dropped instead of failing
+        # the next query.
+        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+        _db["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

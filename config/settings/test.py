@@ -21,7 +21,10 @@ if REDIS_URL:
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": f"test_chat_{_run}"}
     # Connections opened on database_sync_to_async's worker thread would
-    # otherwise outlive the run and block dropping the test database.
+    # otherwise outlive the run and block dropping the test database. (With
+    # the pool, the default, it is 0 already; Django closes the pool before
+    # dropping the test database and tests/conftest.py ends any connection
+    # still borrowed.)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
     # A file, not memory: the browser tests' daphne process must see the test database.
