@@ -1,11 +1,15 @@
 # Two commands a newcomer needs: `make run` and `make test`.
 # With no environment: SQLite + in-memory channel layer. DATABASE_URL / REDIS_URL
 # switch to PostgreSQL / channels-redis. PORT changes the port (default 8000).
+# ASGI_SERVER=daphne serves with daphne instead of uvicorn.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
+# ASGI server for `make run`: uvicorn (uvloop, httptools; options in config/serve.py,
+# chosen by measurement, see docs/performance.md) or daphne (`make run ASGI_SERVER=daphne`).
+ASGI_SERVER ?= uvicorn
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint typecheck pytest migrate demo bench bench-quick clean
@@ -26,8 +30,12 @@ demo: migrate
 	$(BIN)/python manage.py seed_demo
 
 run: demo
-	@echo "Serving on http://127.0.0.1:$(PORT)/  (log in as alice / chatchat123)"
+	@echo "Serving on http://127.0.0.1:$(PORT)/ with $(ASGI_SERVER)  (log in as alice / chatchat123)"
+ifeq ($(ASGI_SERVER),daphne)
 	$(BIN)/daphne -b 127.0.0.1 -p $(PORT) config.asgi:application
+else
+	$(BIN)/python -m config.serve --host 127.0.0.1 --port $(PORT)
+endif
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

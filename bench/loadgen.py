@@ -104,13 +104,26 @@ class CpuMeter:
         t = os.times()
         self.own = t.user + t.system
 
+    def server_seconds(self) -> float | None:
+        """Server CPU seconds used since the meter started."""
+        return cpu_seconds(self.pid) - self.server if self.pid else None
+
     def result(self) -> dict[str, float | None]:
         wall = time.perf_counter() - self.wall
         t = os.times()
+        used = self.server_seconds()
         return {
-            "server_cpu_pct": round(100 * (cpu_seconds(self.pid) - self.server) / wall, 1) if self.pid else None,
+            "server_cpu_pct": round(100 * used / wall, 1) if used is not None else None,
+            "server_cpu_s": round(used, 3) if used is not None else None,
             "loadgen_cpu_pct": round(100 * (t.user + t.system - self.own) / wall, 1),
         }
+
+
+def micros_per(cpu_s: float | None, count: int) -> float | None:
+    """Server CPU microseconds per unit of work (a delivery, an acknowledged send)."""
+    if cpu_s is None or not count:
+        return None
+    return round(cpu_s / count * 1e6, 1)
 
 
 # --- protocols ---------------------------------------------------------------
@@ -123,6 +136,8 @@ class Protocol:
         self.base = cfg["url"].rstrip("/")
         self.tokens: list[str] = cfg.get("tokens") or []
         self.origin = cfg.get("origin", "http://127.0.0.1")
+        # Off unless the scenario measures permessage-deflate ("deflate").
+        self.compression = cfg.get("compression")
         self._counter = itertools.count()
 
     async def open(self, room: str | None, index: int, local_addr: str | None = None) -> ClientConnection:
@@ -146,7 +161,7 @@ class Protocol:
             url,
             additional_headers=headers,
             origin=self.origin,  # type: ignore[arg-type]
-            compression=None,
+            compression=self.compression,
             max_size=2**20,
             ping_interval=None,
             open_timeout=30,
@@ -365,6 +380,9 @@ async def fanout(cfg: dict[str, Any]) -> dict[str, Any]:
     while state.deliveries < expected and time.perf_counter() < drain_deadline:
         await asyncio.sleep(0.05)
     elapsed_until_done = time.perf_counter() - start
+    # CPU from the first send until everything arrived (or the drain ended),
+    # so a server that works through a backlog after the window pays for it.
+    cpu_until_done = meter.server_seconds()
     for t in tasks + readers:
         t.cancel()
     await close_all(listeners + senders)
@@ -386,6 +404,8 @@ async def fanout(cfg: dict[str, Any]) -> dict[str, Any]:
         "errors": len(state.errors),
         "error_sample": state.errors[:3],
         **cpu,
+        "server_cpu_s_until_done": round(cpu_until_done, 3) if cpu_until_done is not None else None,
+        "server_us_per_delivery": micros_per(cpu_until_done, state.deliveries),
     }
 
 
@@ -409,11 +429,15 @@ async def saturate(cfg: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     failures: list[str] = []
     meter: CpuMeter | None = None
+    cpu: dict[str, float | None] = {}
 
     async def start_meter() -> None:
-        nonlocal meter
+        # The same window as the count: from the warm-up's end to the deadline.
+        nonlocal meter, cpu
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
         meter = CpuMeter(cfg.get("server_pid"))
+        await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+        cpu = meter.result()
 
     meter_task = asyncio.create_task(start_meter())
 
@@ -445,10 +469,10 @@ async def saturate(cfg: dict[str, Any]) -> dict[str, Any]:
 
     await asyncio.gather(*(sender(i, room, ws) for i, (room, ws) in enumerate(zip(rooms, sockets, strict=True))))
     await meter_task
-    cpu = meter.result() if meter else {}
     await close_all(sockets)
     return {
         **cpu,
+        "server_us_per_ack": micros_per(cpu.get("server_cpu_s"), counted),
         "senders": len(rooms),
         "acked": counted,
         "acked_per_s": round(counted / duration, 1),

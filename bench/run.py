@@ -3,6 +3,8 @@
     .venv/bin/python bench/run.py            # full (make bench), ~15 minutes
     .venv/bin/python bench/run.py --quick    # ~2 minutes (make bench-quick)
     .venv/bin/python bench/run.py --profile  # also py-spy the hot path of a send
+    .venv/bin/python bench/run.py --quick --only saturation,fanout --server both
+                                             # the chat server on uvicorn and on daphne, same run
 
 Needs PostgreSQL at 127.0.0.1:5432 (role root, trust) and Redis at
 127.0.0.1:6379. Uses its own databases `bench_chat` and `bench_tutorial`
@@ -45,6 +47,18 @@ LOGS = RESULTS / "logs"
 PY = sys.executable
 BIN = Path(PY).parent
 
+# The ASGI servers the chat server can run on. The first is the one `make run`
+# uses and the default here; `--server both` measures each, back to back, in
+# every chat scenario, so the comparison lands in one run on the same code.
+SERVERS = ("uvicorn", "daphne")
+# uvicorn with one option changed from config/serve.py, to measure an
+# alternative the same way (`--server uvicorn,uvicorn-wsproto`).
+UVICORN_VARIANTS = {
+    "uvicorn-wsproto": ["--ws", "wsproto"],
+    # The load generator offers permessage-deflate to this one, as browsers do.
+    "uvicorn-deflate": ["--ws-per-message-deflate", "true"],
+}
+
 PG = "postgres://root@127.0.0.1:5432"
 CHAT_DB = "bench_chat"
 TUTORIAL_DB = "bench_tutorial"
@@ -63,6 +77,7 @@ QUICK = {
     "history": 100_000,
     "history_requests": 20,
     "profile_seconds": 5.0,
+    "huge_listeners": 1000,
 }
 FULL = {
     "duration": 20.0,
@@ -73,11 +88,14 @@ FULL = {
     "history": 1_000_000,
     "history_requests": 100,
     "profile_seconds": 15.0,
+    "huge_listeners": 1000,
 }
 
 # The chat server's code: this checkout, or another (--app-dir), e.g. a
 # `git archive` of an older commit, to measure before and after a change.
 APP = Path(os.environ.get("BENCH_APP_DIR") or ROOT).resolve()
+# Which ASGI servers serve it (--server): the first is reported as "chat".
+CHAT_SERVERS: list[str] = [SERVERS[0]]
 
 _running: list[subprocess.Popen[bytes]] = []
 SERVER_ERRORS: list[dict[str, Any]] = []
@@ -178,9 +196,44 @@ def chat_env() -> dict[str, str]:
     }
 
 
-def chat_server(port: int) -> contextlib.AbstractContextManager[int]:
-    cmd = [str(BIN / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
-    return server("chat", cmd, chat_env(), port, cwd=APP)
+def uvicorn_options() -> list[str]:
+    """uvicorn's options as `make run` and production use them: config/serve.py of this checkout.
+
+    Imported from here rather than run as `python -m config.serve` so that an
+    older checkout (--app-dir) without that module is served the same way.
+    """
+    sys.path.insert(0, str(ROOT))
+    try:
+        from config.serve import OPTIONS
+    finally:
+        sys.path.remove(str(ROOT))
+    return list(OPTIONS)
+
+
+def chat_command(kind: str, port: int) -> list[str]:
+    # No access log on either (daphne's -v 0): one line per handshake is not the work measured.
+    if kind.startswith("uvicorn"):
+        return [
+            *[str(BIN / "uvicorn"), *uvicorn_options(), *UVICORN_VARIANTS.get(kind, [])],
+            *["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+            "config.asgi:application",
+        ]
+    return [str(BIN / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+
+
+def chat_server(port: int, kind: str | None = None) -> contextlib.AbstractContextManager[int]:
+    kind = kind or CHAT_SERVERS[0]
+    return server(f"chat-{kind}", chat_command(kind, port), chat_env(), port, cwd=APP)
+
+
+def chat_keys() -> list[tuple[str, str]]:
+    """(result key, server) for each server under test: "chat" for the first, "chat_<server>" for the others."""
+    return [("chat" if i == 0 else f"chat_{kind}", kind) for i, kind in enumerate(CHAT_SERVERS)]
+
+
+def client_options(kind: str) -> dict[str, Any]:
+    """Load generator settings that depend on the server: permessage-deflate only where it is measured."""
+    return {"compression": "deflate" if kind == "uvicorn-deflate" else None}
 
 
 def tutorial_server(port: int, conn_max_age: int = 0) -> contextlib.AbstractContextManager[int]:
@@ -238,7 +291,7 @@ def setup(opts: dict[str, Any]) -> dict[str, Any]:
     ensure_database(CHAT_DB)
     ensure_database(TUTORIAL_DB)
     out = subprocess.run(
-        [PY, str(BENCH / "setup_db.py"), json.dumps({"users": 400, "history": opts["history"]})],
+        [PY, str(BENCH / "setup_db.py"), json.dumps({"users": 1100, "history": opts["history"]})],
         cwd=APP,
         env={**os.environ, **chat_env()},
         check=True,
@@ -320,23 +373,26 @@ def fanout_all(
         "duration": opts["duration"],
         "drain": opts["drain"],
     }
-    timeout = opts["duration"] + opts["drain"] + 120
+    # Opening the sockets and the joins' presence storm (bounded at 60 s) come on top.
+    timeout = opts["duration"] + opts["drain"] + 120 + len(rooms) * listeners / 20
     out: dict[str, Any] = {"rooms": len(rooms), "listeners": listeners, "rate": rate}
-    port = free_port()
-    log(f"{name}: chat server")
-    with chat_server(port) as pid:
-        out["chat"] = loadgen(
-            {
-                **cfg,
-                "protocol": "chat",
-                "url": f"ws://127.0.0.1:{port}",
-                "tokens": setup_data["tokens"],
-                "server_pid": pid,
-            },
-            timeout,
-        )
-    out["chat"]["server_log"] = server_errors()
-    reset_chat_rooms()
+    for key, kind in chat_keys():
+        port = free_port()
+        log(f"{name}: chat server on {kind}")
+        with chat_server(port, kind) as pid:
+            out[key] = loadgen(
+                {
+                    **cfg,
+                    **client_options(kind),
+                    "protocol": "chat",
+                    "url": f"ws://127.0.0.1:{port}",
+                    "tokens": setup_data["tokens"],
+                    "server_pid": pid,
+                },
+                timeout,
+            )
+        out[key].update(server=kind, server_log=server_errors())
+        reset_chat_rooms()
     for target, start in (("tutorial", tutorial_server), ("bare", bare_server)):
         log(f"{name}: {target}")
         port = free_port()
@@ -352,10 +408,10 @@ def reset_chat_rooms() -> None:
     psql(
         CHAT_DB,
         "DELETE FROM messaging_message WHERE room_id IN (SELECT id FROM rooms_room WHERE slug LIKE 'bench-fan-%'"
-        " OR slug = 'bench-big' OR slug LIKE 'bench-sat-%');"
+        " OR slug LIKE 'bench-big%' OR slug LIKE 'bench-sat-%');"
         " DELETE FROM rooms_membership WHERE room_id IN (SELECT id FROM rooms_room WHERE slug LIKE 'bench-fan-%'"
-        " OR slug = 'bench-big' OR slug LIKE 'bench-sat-%');"
-        " UPDATE rooms_room SET last_seq = 0 WHERE slug LIKE 'bench-fan-%' OR slug = 'bench-big'"
+        " OR slug LIKE 'bench-big%' OR slug LIKE 'bench-sat-%');"
+        " UPDATE rooms_room SET last_seq = 0 WHERE slug LIKE 'bench-fan-%' OR slug LIKE 'bench-big%'"
         " OR slug LIKE 'bench-sat-%'",
     )
 
@@ -395,21 +451,23 @@ def saturation(setup_data: dict[str, Any], opts: dict) -> dict[str, Any]:
     cfg = {"mode": "saturate", "rooms": setup_data["sat_rooms"], "duration": opts["sat_duration"], "warmup": 1.0}
     timeout = opts["sat_duration"] + 90
     out: dict[str, Any] = {"senders": len(setup_data["sat_rooms"])}
-    port = free_port()
-    log("saturation: chat server")
-    with chat_server(port) as pid, DbSampler(CHAT_DB) as sampler:
-        out["chat"] = loadgen(
-            {
-                **cfg,
-                "protocol": "chat",
-                "url": f"ws://127.0.0.1:{port}",
-                "tokens": setup_data["tokens"],
-                "server_pid": pid,
-            },
-            timeout,
-        )
-    out["chat"].update(sampler.summary(), server_log=server_errors())
-    reset_chat_rooms()
+    for key, kind in chat_keys():
+        port = free_port()
+        log(f"saturation: chat server on {kind}")
+        with chat_server(port, kind) as pid, DbSampler(CHAT_DB) as sampler:
+            out[key] = loadgen(
+                {
+                    **cfg,
+                    **client_options(kind),
+                    "protocol": "chat",
+                    "url": f"ws://127.0.0.1:{port}",
+                    "tokens": setup_data["tokens"],
+                    "server_pid": pid,
+                },
+                timeout,
+            )
+        out[key].update(sampler.summary(), server=kind, server_log=server_errors())
+        reset_chat_rooms()
     for target, conn_max_age in (("tutorial", 0), ("tutorial_persistent", 600)):
         log(f"saturation: {target}")
         port = free_port()
@@ -496,20 +554,22 @@ def idle(setup_data: dict[str, Any], opts: dict) -> dict[str, Any]:
     cfg = {"mode": "idle", "count": count, "batch": 50}
     timeout = 60 + count / 20
     out: dict[str, Any] = {"requested": count}
-    port = free_port()
-    log(f"idle: chat server, {count} authenticated sockets")
-    with chat_server(port) as pid:
-        out["chat"] = loadgen(
-            {
-                **cfg,
-                "protocol": "chat",
-                "url": f"ws://127.0.0.1:{port}",
-                "tokens": setup_data["tokens"],
-                "server_pid": pid,
-            },
-            timeout,
-        )
-    out["chat"]["server_log"] = server_errors()
+    for key, kind in chat_keys():
+        port = free_port()
+        log(f"idle: chat server on {kind}, {count} authenticated sockets")
+        with chat_server(port, kind) as pid:
+            out[key] = loadgen(
+                {
+                    **cfg,
+                    **client_options(kind),
+                    "protocol": "chat",
+                    "url": f"ws://127.0.0.1:{port}",
+                    "tokens": setup_data["tokens"],
+                    "server_pid": pid,
+                },
+                timeout,
+            )
+        out[key].update(server=kind, server_log=server_errors())
     for target, start in (("tutorial", tutorial_server), ("bare", bare_server)):
         log(f"idle: {target}, {count} sockets")
         port = free_port()
@@ -589,13 +649,14 @@ def profile_one(name: str, cfg: dict[str, Any], setup_data: dict[str, Any], seco
 BUCKETS = [
     ("consumer.receive -> on_send (incl. waiting for the writer)", ("on_send",)),
     ("consumer.chat_message (one delivery to one socket)", ("chat_message",)),
-    ("consumer.send_frame -> daphne (websocket frame out)", ("send_frame",)),
+    ("consumer.send_frame -> the server (websocket frame out)", ("send_frame",)),
     ("psycopg (SQL round trips)", ("psycopg",)),
     ("Django ORM (query building, model init)", ("django/db/models", "django/db/backends")),
     ("transaction.on_commit -> group_send_sync (async_to_sync)", ("group_send_sync",)),
     ("channels_redis / redis client", ("channels_redis", "redis/")),
     ("asgiref sync/async hops", ("asgiref/sync.py",)),
     ("daphne / twisted / autobahn (sockets, frames)", ("twisted", "autobahn", "daphne")),
+    ("uvicorn / websockets / uvloop (sockets, frames)", ("uvicorn", "websockets/", "uvloop", "wsproto")),
     ("JSON (orjson/json)", ("orjson", "json/")),
 ]
 
@@ -669,122 +730,130 @@ def verdict(ok: bool | None) -> str:
     return "-" if ok is None else ("PASS" if ok else "MISS")
 
 
+Row = tuple[str, str, str, str, str, str]
+
+
+def other_servers(scenario: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, results) of the chat server on the other ASGI servers measured in the same run."""
+    return [
+        (f"ours on {entry.get('server', key[5:])}", entry)
+        for key, entry in scenario.items()
+        if key.startswith("chat_") and isinstance(entry, dict)
+    ]
+
+
+def figure_rows(label: str, ours: Any, refs: list[tuple[str, Any]], digits: int = 1, target: str = "") -> list[Row]:
+    """One figure: the first row carries our value and the target, one row per reference."""
+    rows: list[Row] = []
+    for i, (ref, value) in enumerate(refs):
+        first = i == 0
+        rows.append(
+            (
+                label if first else "",
+                fmt(ours, digits) if first else "",
+                ref,
+                fmt(value, digits),
+                ratio(ours, value),
+                target if first else "",
+            )
+        )
+    return rows
+
+
 def table(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    """The Markdown table: each figure of ours beside its references, with the issue's targets."""
+    rows: list[Row] = []
     sat = results.get("saturation")
     if sat:
-        chat = sat["chat"].get("acked_per_s")
-        tut = sat["tutorial"].get("acked_per_s")
+        chat = sat["chat"]
+        acked = chat.get("acked_per_s")
+        tut, pers = sat["tutorial"].get("acked_per_s"), sat["tutorial_persistent"].get("acked_per_s")
         pg2 = sat["pgbench_2"].get("tps")
-        rows.append(
-            (
-                "saturation, acked msgs/s (20 senders)",
-                fmt(chat),
-                "tutorial",
-                fmt(tut),
-                ratio(chat, tut),
-                f">= 10x: {verdict(bool(chat and tut and chat >= 10 * tut))}",
-            )
+        others = other_servers(sat)
+        rows += figure_rows(
+            "saturation, acked msgs/s (20 senders)",
+            acked,
+            [
+                ("tutorial", tut),
+                ("tutorial, persistent conns", pers),
+                ("bare websockets", sat["bare"].get("acked_per_s")),
+                ("pgbench insert, 1 client (TPS)", sat["pgbench_1"].get("tps")),
+                ("pgbench insert, 2 clients (TPS)", pg2),
+                *((label, o.get("acked_per_s")) for label, o in others),
+            ],
         )
-        rows.append(
-            (
-                "",
-                "",
-                "tutorial, persistent conns",
-                fmt(sat["tutorial_persistent"].get("acked_per_s")),
-                ratio(chat, sat["tutorial_persistent"].get("acked_per_s")),
-                "",
-            )
+        targets = {
+            "tutorial": f">= 10x: {verdict(bool(acked and tut and acked >= 10 * tut))}",
+            "tutorial, persistent conns": f">= 3x: {verdict(bool(acked and pers and acked >= 3 * pers))}",
+            "pgbench insert, 2 clients (TPS)": f">= 0.5x: {verdict(bool(acked and pg2 and acked >= 0.5 * pg2))}",
+        }
+        rows = [(*r[:5], targets.get(r[2], r[5])) for r in rows]
+        rows += figure_rows(
+            "saturation, ack p99 ms",
+            chat.get("p99_ms"),
+            [("tutorial", sat["tutorial"].get("p99_ms")), *((label, o.get("p99_ms")) for label, o in others)],
         )
-        rows.append(
-            (
-                "",
-                "",
-                "bare websockets",
-                fmt(sat["bare"].get("acked_per_s")),
-                ratio(chat, sat["bare"].get("acked_per_s")),
-                "",
-            )
+        rows += figure_rows(
+            "saturation, server CPU us per acked send",
+            chat.get("server_us_per_ack"),
+            [
+                (name, sat[key].get("server_us_per_ack"))
+                for name, key in (
+                    ("bare", "bare"),
+                    ("tutorial", "tutorial"),
+                    ("tutorial, persistent", "tutorial_persistent"),
+                )
+            ]
+            + [(label, o.get("server_us_per_ack")) for label, o in others],
+            digits=0,
         )
-        rows.append(
-            (
-                "",
-                "",
-                "pgbench insert, 1 client (TPS)",
-                fmt(sat["pgbench_1"].get("tps")),
-                ratio(chat, sat["pgbench_1"].get("tps")),
-                "",
-            )
-        )
-        rows.append(
-            (
-                "",
-                "",
-                "pgbench insert, 2 clients (TPS)",
-                fmt(pg2),
-                ratio(chat, pg2),
-                f">= 0.5x: {verdict(bool(chat and pg2 and chat >= 0.5 * pg2))}",
-            )
-        )
-        rows.append(
-            (
-                "saturation, ack p99 ms",
-                fmt(sat["chat"].get("p99_ms")),
-                "tutorial",
-                fmt(sat["tutorial"].get("p99_ms")),
-                ratio(sat["chat"].get("p99_ms"), sat["tutorial"].get("p99_ms")),
-                "",
-            )
-        )
-    for key in ("fanout_10x20_20", "fanout_1x200_20", "fanout_10x20_2"):
+    bare_2 = (results.get("fanout_10x20_2") or {}).get("bare", {}).get("p99_ms")
+    for key in ("fanout_10x20_20", "fanout_1x200_20", "fanout_1x1000_4", "fanout_10x20_2"):
         fan = results.get(key)
         if not fan:
             continue
         label = f"fan-out {fan['rooms']}x{fan['listeners']} @ {fan['rate']:g}/s per room"
         chat = fan["chat"]
-        target = fan["rate"] >= 20
-        for ref in ("tutorial", "bare"):
-            r = fan[ref]
-            first = ref == "tutorial"
-            rows.append(
-                (
-                    f"{label}: deliveries/s" if first else "",
-                    fmt(chat.get("deliveries_per_s")) if first else "",
-                    ref,
-                    fmt(r.get("deliveries_per_s")),
-                    ratio(chat.get("deliveries_per_s"), r.get("deliveries_per_s")),
-                    "",
-                )
+        others = other_servers(fan)
+        complete = chat.get("lost") == 0 and chat.get("duplicates") == 0
+        p99 = chat.get("p99_ms")
+        if key == "fanout_10x20_2":
+            target = f"p99 <= 3x bare: {verdict(bool(p99 is not None and bare_2 and p99 <= 3 * bare_2))}"
+        elif key == "fanout_1x1000_4":
+            target = f"stretch: all delivered, 0 dup, p99 < 50: {verdict(complete and (p99 or 1e9) < 50)}"
+        else:
+            target = f"all delivered, 0 dup, p99 < 50: {verdict(complete and (p99 or 1e9) < 50)}"
+        for metric, name, digits in (
+            ("deliveries_per_s", "deliveries/s", 1),
+            ("p50_ms", "p50 latency ms", 1),
+            ("p99_ms", "p99 latency ms", 1),
+            ("max_ms", "max latency ms", 0),
+        ):
+            refs = [("tutorial", fan["tutorial"].get(metric)), ("bare", fan["bare"].get(metric))]
+            refs += [(other, o.get(metric)) for other, o in others]
+            rows += figure_rows(
+                f"{label}: {name}", chat.get(metric), refs, digits, target if metric == "p99_ms" else ""
             )
-        ok = chat.get("lost") == 0 and chat.get("duplicates") == 0 and (chat.get("p99_ms") or 1e9) < 50
-        for metric, fmt_digits in (("p50_ms", 1), ("p99_ms", 1), ("max_ms", 0)):
-            for ref in ("tutorial", "bare"):
-                first = ref == "tutorial"
-                rows.append(
-                    (
-                        f"{label}: {metric.replace('_ms', '')} latency ms" if first else "",
-                        fmt(chat.get(metric), fmt_digits) if first else "",
-                        ref,
-                        fmt(fan[ref].get(metric), fmt_digits),
-                        ratio(chat.get(metric), fan[ref].get(metric)),
-                        (
-                            f"p99 < 50, none lost: {verdict(ok) if target else '-'}"
-                            if metric == "p99_ms" and first and target
-                            else ""
-                        ),
-                    )
-                )
+        lost = "; ".join(
+            f"{fmt(fan[ref].get('lost'))} / {fmt(fan[ref].get('duplicates'))}"
+            for ref in ("tutorial", "bare", *(k for k in fan if k.startswith("chat_")))
+        )
         rows.append(
             (
                 f"{label}: undelivered after {fmt(results['options']['drain'], 0)} s drain / duplicated",
                 f"{fmt(chat.get('lost'))} / {fmt(chat.get('duplicates'))}",
-                "tutorial; bare",
-                f"{fmt(fan['tutorial'].get('lost'))} / {fmt(fan['tutorial'].get('duplicates'))};"
-                f" {fmt(fan['bare'].get('lost'))} / {fmt(fan['bare'].get('duplicates'))}",
+                "; ".join(["tutorial", "bare", *(other for other, _ in others)]),
+                lost,
                 "",
                 "",
             )
         )
+        refs = [
+            ("bare", fan["bare"].get("server_us_per_delivery")),
+            ("tutorial", fan["tutorial"].get("server_us_per_delivery")),
+        ]
+        refs += [(other, o.get("server_us_per_delivery")) for other, o in others]
+        rows += figure_rows(f"{label}: server CPU us per delivery", chat.get("server_us_per_delivery"), refs, 0)
     hist = results.get("history")
     if hist:
         if "error" in hist:
@@ -808,36 +877,30 @@ def table(results: dict[str, Any]) -> str:
     idle_r = results.get("idle")
     if idle_r:
         chat = idle_r["chat"]
-        for ref in ("tutorial", "bare"):
-            first = ref == "tutorial"
-            rows.append(
-                (
-                    "idle sockets held" if first else "",
-                    fmt(chat.get("held")) if first else "",
-                    ref,
-                    fmt(idle_r[ref].get("held")),
-                    ratio(chat.get("held"), idle_r[ref].get("held")),
-                    f">= 10,000: {verdict((chat.get('held') or 0) >= 10_000)}" if first else "",
-                )
-            )
-        for ref in ("tutorial", "bare"):
-            first = ref == "tutorial"
-            rows.append(
-                (
-                    "idle memory KiB/socket" if first else "",
-                    fmt(chat.get("kib_per_socket")) if first else "",
-                    ref,
-                    fmt(idle_r[ref].get("kib_per_socket")),
-                    ratio(chat.get("kib_per_socket"), idle_r[ref].get("kib_per_socket")),
-                    "",
-                )
-            )
+        others = other_servers(idle_r)
+        held = chat.get("held")
+        rows += figure_rows(
+            "idle sockets held",
+            held,
+            [("tutorial", idle_r["tutorial"].get("held")), ("bare", idle_r["bare"].get("held"))]
+            + [(other, o.get("held")) for other, o in others],
+            target=f">= 10,000: {verdict((held or 0) >= 10_000)}",
+        )
+        kib = chat.get("kib_per_socket")
+        rows += figure_rows(
+            "idle memory KiB/socket",
+            kib,
+            [("tutorial", idle_r["tutorial"].get("kib_per_socket")), ("bare", idle_r["bare"].get("kib_per_socket"))]
+            + [(other, o.get("kib_per_socket")) for other, o in others],
+            target=f"<= 30: {verdict(kib is not None and kib <= 30)}",
+        )
     logged = []
-    for key in ("saturation", "fanout_10x20_20", "fanout_1x200_20", "fanout_10x20_2", "idle"):
-        entry = (results.get(key) or {}).get("chat") or {}
-        n = (entry.get("server_log") or {}).get("tracebacks")
-        if n:
-            logged.append(f"{key} {n}")
+    for key in ("saturation", "fanout_10x20_20", "fanout_1x200_20", "fanout_1x1000_4", "fanout_10x20_2", "idle"):
+        for chat_key, entry in (results.get(key) or {}).items():
+            if chat_key == "chat" or chat_key.startswith("chat_"):
+                n = (entry.get("server_log") or {}).get("tracebacks")
+                if n:
+                    logged.append(f"{key} ({entry.get('server', chat_key)}) {n}")
     if logged:
         rows.append(("chat server tracebacks in its log", "; ".join(logged), "", "", "", "see JSON server_log"))
     head = "| scenario | ours | reference | reference value | ours / ref | target |\n|---|---:|---|---:|---:|---|\n"
@@ -901,6 +964,13 @@ def main() -> int:
         help="serve the chat server from this checkout instead (e.g. a `git archive` of an older commit)",
     )
     parser.add_argument(
+        "--server",
+        default=SERVERS[0],
+        help=f"ASGI server for the chat server (default {SERVERS[0]}, as `make run`): one of"
+        f" {', '.join([*SERVERS, *UVICORN_VARIANTS])}, a comma-separated list, or `both` ({','.join(SERVERS)});"
+        " with several, each chat scenario runs on each in turn, the first reported as ours and the others beside it",
+    )
+    parser.add_argument(
         "--only",
         default="saturation,fanout,history,idle,probe",
         help="comma-separated subset of: saturation,fanout,history,idle,probe,profile",
@@ -909,6 +979,10 @@ def main() -> int:
     global APP
     if args.app_dir:
         APP = Path(args.app_dir).resolve()
+    CHAT_SERVERS[:] = list(SERVERS) if args.server == "both" else args.server.split(",")
+    unknown = set(CHAT_SERVERS) - {*SERVERS, *UVICORN_VARIANTS}
+    if unknown or len(set(CHAT_SERVERS)) != len(CHAT_SERVERS):
+        parser.error(f"--server: unknown or repeated {sorted(unknown) or CHAT_SERVERS}")
     opts = dict(QUICK if args.quick else FULL)
     only = set(args.only.split(","))
     if args.profile:
@@ -930,6 +1004,8 @@ def main() -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "app": app_revision(),
+        "servers": CHAT_SERVERS,
+        "uvicorn_options": uvicorn_options(),
         "options": opts,
     }
     try:
@@ -944,6 +1020,8 @@ def main() -> int:
         if "fanout" in only:
             results["fanout_10x20_20"] = fanout_all("fan-out 10x20@20", data["fanout_rooms"], 20, 20, data, opts)
             results["fanout_1x200_20"] = fanout_all("fan-out 1x200@20", [data["big_room"]], 200, 20, data, opts)
+            huge = opts["huge_listeners"]
+            results["fanout_1x1000_4"] = fanout_all(f"fan-out 1x{huge}@4", [data["huge_room"]], huge, 4, data, opts)
             if not args.quick:
                 results["fanout_10x20_2"] = fanout_all("fan-out 10x20@2", data["fanout_rooms"], 20, 2, data, opts)
         if "history" in only:
@@ -966,7 +1044,7 @@ def main() -> int:
     (RESULTS / f"latest-{results['mode']}.json").write_text(text)
     print(
         f"\n{command.strip()}  ({results['mode']}, {results['seconds']:.0f} s, {results['machine']['cpu']},"
-        f" {results['machine']['cores']} cores, pinned={PIN}, app={results['app']})\n"
+        f" {results['machine']['cores']} cores, pinned={PIN}, app={results['app']}, servers={CHAT_SERVERS})\n"
     )
     print(results["table"])
     if "probe" in results:

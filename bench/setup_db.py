@@ -2,7 +2,7 @@
 
 Run by `bench/run.py` with DATABASE_URL pointing at `bench_chat`:
 
-    python bench/setup_db.py '{"users": 400, "history": 1000000}'
+    python bench/setup_db.py '{"users": 1100, "history": 1000000}'
 
 Migrates, creates the benchmark users with API tokens (idempotent), empties
 the fan-out/saturation rooms, and fills a history room with N messages by a
@@ -36,6 +36,7 @@ from rooms.models import Membership, Room  # noqa: E402
 
 FANOUT_ROOMS = [f"bench-fan-{i}" for i in range(10)]
 BIG_ROOM = "bench-big"
+HUGE_ROOM = "bench-big-1000"  # 1 room x 1,000 listeners, one user each
 SAT_ROOMS = [f"bench-sat-{i}" for i in range(20)]
 
 
@@ -97,7 +98,7 @@ def main() -> None:
     cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     call_command("migrate", verbosity=0, interactive=False)
     tokens = ensure_users(cfg.get("users", 400))
-    reset_rooms([*FANOUT_ROOMS, BIG_ROOM, *SAT_ROOMS])
+    reset_rooms([*FANOUT_ROOMS, BIG_ROOM, HUGE_ROOM, *SAT_ROOMS])
     history = ensure_history(cfg["history"]) if cfg.get("history") else None
     print(
         json.dumps(
@@ -105,6 +106,7 @@ def main() -> None:
                 "tokens": tokens,
                 "fanout_rooms": FANOUT_ROOMS,
                 "big_room": BIG_ROOM,
+                "huge_room": HUGE_ROOM,
                 "sat_rooms": SAT_ROOMS,
                 "history": history,
             }

@@ -1,6 +1,8 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-daphne -b 127.0.0.1 -p 8000 config.asgi:application
+Served by uvicorn (`python -m config.serve`, what `make run` does) or daphne
+(`daphne -b 127.0.0.1 -p 8000 config.asgi:application`); both keep the
+websocket contract.
 """
 
 import os
@@ -13,12 +15,13 @@ django_asgi_app = get_asgi_application()
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-# daphne serves the pages' CSS and JS (/static/) itself: no extra web server.
+# The ASGI server (uvicorn or daphne) serves the pages' CSS and JS (/static/)
+# itself: no extra web server.
 django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from django.conf import settings  # noqa: E402
 
-from config.websocket_limits import limit_daphne_messages  # noqa: E402
+from config.websocket_limits import SendsToClosedSocketsIgnored, limit_daphne_messages  # noqa: E402
 
 # Daphne builds its websocket factory after importing this module.
 limit_daphne_messages(settings.CHAT_MAX_FRAME_BYTES)
@@ -33,6 +36,8 @@ from messaging.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginHeaderValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
+        "websocket": SendsToClosedSocketsIgnored(
+            OriginHeaderValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))))
+        ),
     }
 )

@@ -1,4 +1,4 @@
-"""Fixtures for tests that run real daphne processes (see servers.py).
+"""Fixtures for tests that run real server processes, daphne or uvicorn (see servers.py).
 
 They need PostgreSQL (DATABASE_URL) and, for several processes, Redis
 (REDIS_URL); the markers `postgres`, `redis` and `multiprocess` skip them
@@ -10,7 +10,7 @@ import os
 import pytest
 from django.conf import settings
 
-from .servers import Backends, Daphne
+from .servers import Backends, ChatServer
 
 
 def _database_url() -> str:
@@ -30,11 +30,14 @@ def backends():
 
 @pytest.fixture
 def servers(request):
-    """Start daphne processes: `servers(env)`; all are stopped (and their logs shown on failure) after the test."""
-    started: list[Daphne] = []
+    """Start servers: `servers(env, kind=...)`; all are stopped (and their logs shown on failure) after the test.
 
-    def start(env: dict[str, str], **kwargs) -> Daphne:
-        server = Daphne(env, **kwargs).start()
+    `kind` defaults to CHAT_TEST_SERVER (see servers.py).
+    """
+    started: list[ChatServer] = []
+
+    def start(env: dict[str, str], **kwargs) -> ChatServer:
+        server = ChatServer(env, **kwargs).start()
         started.append(server)
         return server
 
@@ -44,7 +47,7 @@ def servers(request):
     report = getattr(request.node, "rep_call", None)
     if (report is not None and report.failed) or os.environ.get("SHOW_SERVER_LOGS"):
         for server in started:
-            print(f"--- daphne :{server.port} ---\n{server.output()[-4000:]}")
+            print(f"--- {server.kind} :{server.port} ---\n{server.output()[-4000:]}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -24,11 +24,23 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 PYTHON = sys.executable
 DAPHNE = str(Path(PYTHON).parent / "daphne")
+
+# Both ASGI servers keep the websocket contract; the tests run on the one
+# CHAT_TEST_SERVER names (default: the one `make run` uses), and CI runs the
+# integration tests once more on the other.
+SERVER_KINDS = ("uvicorn", "daphne")
+
+
+def server_kind_under_test() -> str:
+    kind = os.environ.get("CHAT_TEST_SERVER") or SERVER_KINDS[0]
+    if kind not in SERVER_KINDS:
+        raise RuntimeError(f"CHAT_TEST_SERVER must be one of {SERVER_KINDS}, not {kind!r}")
+    return kind
 
 
 def free_port() -> int:
@@ -283,17 +295,24 @@ class Backends:
         return [tuple(row) for row in rows]
 
 
-# --- daphne ------------------------------------------------------------------------------
+# --- the server under test: daphne or uvicorn -----------------------------------------------
 
 
-class Daphne:
-    """One `daphne config.asgi:application` process on a free port."""
+class ChatServer:
+    """One `config.asgi:application` process on a free port, served by daphne or uvicorn.
 
-    def __init__(self, env: dict[str, str], *, ping_interval: float = 5, ping_timeout: float = 10) -> None:
+    uvicorn starts through `python -m config.serve`, with the settings `make run`
+    and production use; only the ping timing is shortened for the tests.
+    """
+
+    def __init__(
+        self, env: dict[str, str], *, kind: str | None = None, ping_interval: float = 5, ping_timeout: float = 10
+    ) -> None:
+        self.kind = kind or server_kind_under_test()
         self.port = free_port()
         self.env = env
         self.ping = (ping_interval, ping_timeout)
-        self.log = tempfile.NamedTemporaryFile(prefix=f"daphne-{self.port}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{self.kind}-{self.port}-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -304,22 +323,33 @@ class Daphne:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: float = 30) -> Daphne:
+    def command(self) -> list[str]:
+        if self.kind == "uvicorn":
+            cmd = [PYTHON, "-m", "config.serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            cmd += ["--ws-ping-interval", str(self.ping[0]), "--ws-ping-timeout", str(self.ping[1])]
+            return cmd
         cmd = [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port)]
         cmd += ["--ping-interval", str(self.ping[0]), "--ping-timeout", str(self.ping[1])]
-        cmd += ["config.asgi:application"]
+        return [*cmd, "config.asgi:application"]
+
+    def start(self, wait: float = 30) -> Self:
         self.process = subprocess.Popen(
-            cmd, cwd=BASE_DIR, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.output()}")
+                raise RuntimeError(f"{self.kind} exited early:\n{self.output()}")
             with contextlib.suppress(OSError):
                 if http_get(f"{self.http_url}/healthz", timeout=1)[0] == 200:
                     return self
             time.sleep(0.2)
-        raise RuntimeError(f"daphne did not come up:\n{self.output()}")
+        raise RuntimeError(f"{self.kind} did not come up:\n{self.output()}")
 
     def kill(self) -> None:
         """SIGKILL: no clean close for any socket, as in a crash."""
@@ -331,10 +361,17 @@ class Daphne:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
 
     def output(self) -> str:
         self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
+
+
+class Daphne(ChatServer):
+    """A daphne process whatever CHAT_TEST_SERVER says (chatclient/soak.py and older tests use this name)."""
+
+    def __init__(self, env: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(env, kind="daphne", **kwargs)

@@ -1,6 +1,6 @@
 """Outages of PostgreSQL and Redis under live traffic, and half-open sockets.
 
-The shared database and Redis servers are never stopped: each daphne under test
+The shared database and Redis servers are never stopped: each server under test
 talks to them through a `TcpProxy`, and the test cuts and restores the proxy.
 """
 
@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from chatclient import ChatClient
 from messaging.consumers import CLOSE_INTERNAL_ERROR
 
-from .servers import TcpProxy, http_get
+from .servers import SERVER_KINDS, TcpProxy, http_get
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -147,18 +147,23 @@ async def test_redis_outage_loses_nothing_acknowledged(backends, servers):
 
 
 @pytest.mark.postgres
-async def test_half_open_socket_is_dropped_by_daphne_pings(backends, servers):
-    """A peer that stops answering (no FIN, no RST) is noticed by daphne's pings and goes offline."""
-    tokens = backends.seed(["alice", "bob"], ["pings"])
-    server = servers(backends.env(REDIS_URL=""), ping_interval=1, ping_timeout=2)
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+async def test_half_open_socket_is_dropped_by_server_pings(backends, servers, kind):
+    """A peer that stops answering (no FIN, no RST) is noticed by the server's pings and goes offline.
+
+    On both servers whatever CHAT_TEST_SERVER says: each has its own ping options.
+    """
+    room = f"pings-{kind}"
+    tokens = backends.seed(["alice", "bob"], [room])
+    server = servers(backends.env(REDIS_URL=""), kind=kind, ping_interval=1, ping_timeout=2)
     proxy = TcpProxy("127.0.0.1", server.port).start()
     try:
         bob = await probe(server.ws_url, tokens["bob"])
-        await bob.send(json.dumps({"type": "join", "room": "pings", "ref": "j"}))
+        await bob.send(json.dumps({"type": "join", "room": room, "ref": "j"}))
         await reply(bob, "j")
         alice = await probe(f"ws://127.0.0.1:{proxy.port}/ws/chat/", tokens["alice"])
         # No client pings of our own: only the server's may find out.
-        await alice.send(json.dumps({"type": "join", "room": "pings", "ref": "j"}))
+        await alice.send(json.dumps({"type": "join", "room": room, "ref": "j"}))
         await reply(alice, "j")
         online = json.loads(await asyncio.wait_for(bob.recv(), 5))
         assert online["type"] == "presence" and online["online"] is True

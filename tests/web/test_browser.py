@@ -1,4 +1,6 @@
-"""The room page in a real browser (Chromium via Playwright) against a real daphne server.
+"""The room page in a real browser (Chromium via Playwright) against a real server.
+
+The server is the one `make run` uses (uvicorn), or daphne with CHAT_TEST_SERVER=daphne.
 
 Sync tests on purpose: Playwright's sync API refuses to run inside an event loop.
 """
@@ -22,6 +24,7 @@ from messaging.models import Message
 from rooms.models import Room
 from tests.conftest import chromium_path
 from tests.factories import PASSWORD, MessageFactory
+from tests.integration.servers import server_kind_under_test
 
 ROOT = Path(__file__).resolve().parents[2]
 DAPHNE = str(Path(sys.executable).parent / "daphne")
@@ -44,7 +47,7 @@ def _test_database_url() -> str:
 
 
 class LiveServer:
-    """`daphne config.asgi:application` as `make run` starts it, on this run's test database.
+    """`config.asgi:application` served as `make run` serves it, on this run's test database.
 
     A fresh process rather than a fork of this one (as ChannelsLiveServerTestCase
     does): a fork inherits whatever earlier async tests left in module state.
@@ -54,7 +57,8 @@ class LiveServer:
     def __init__(self, log_dir: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / "daphne.log"
+        self.kind = server_kind_under_test()
+        self.log_path = log_dir / f"{self.kind}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -64,18 +68,16 @@ class LiveServer:
             "DATABASE_URL": _test_database_url(),
             "PYTHONUNBUFFERED": "1",
         }
+        # A short shutdown grace: the test restarts the server while pages keep their sockets open.
+        if self.kind == "uvicorn":
+            cmd = [sys.executable, "-m", "config.serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            cmd += ["--timeout-graceful-shutdown", "2"]
+        else:
+            cmd = [DAPHNE, "-b", "127.0.0.1", "-p", str(self.port), "--application-close-timeout", "2"]
+            cmd += ["config.asgi:application"]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [
-                    DAPHNE,
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "--application-close-timeout",
-                    "2",
-                    "config.asgi:application",
-                ],
+                cmd,
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -120,14 +122,14 @@ def _wait_until_up(url: str, server: subprocess.Popen, log_path: Path, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"daphne exited:\n{log_path.read_text()[-4000:]}")
+            raise RuntimeError(f"the server exited:\n{log_path.read_text()[-4000:]}")
         try:
             with opener.open(f"{url}/healthz", timeout=1) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"daphne did not answer on {url}:\n{log_path.read_text()[-4000:]}")
+    raise RuntimeError(f"the server did not answer on {url}:\n{log_path.read_text()[-4000:]}")
 
 
 def _forget_redis_keys(pid: int) -> None:
