@@ -18,7 +18,6 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import Error as DatabaseError
 
@@ -72,7 +71,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         self.closed = True
         try:
-            await await_many_dispatch([receive], self.dispatch)
+            # One source only, so no await_many_dispatch and its extra task per socket.
+            while True:
+                await self.dispatch(await receive())
         except StopConsumer:
             pass
         finally:
