@@ -22,7 +22,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from .serializers import message_to_dict
 from .services import NewMessage, Posted, messages_create
 
 logger = logging.getLogger(__name__)
@@ -83,8 +82,7 @@ class Writer:
 
 @database_sync_to_async
 def _post_batch(requests: list[NewMessage], publish: Any) -> list[tuple[Posted, dict[str, Any] | None]]:
-    results = messages_create(requests=requests, publish=publish)
-    return [(p, message_to_dict(p.message) if p.message is not None else None) for p in results]
+    return [(p, p.data) for p in messages_create(requests=requests, publish=publish)]
 
 
 _writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Writer] = weakref.WeakKeyDictionary()

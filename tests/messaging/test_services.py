@@ -134,7 +134,7 @@ def test_batch_answers_each_request_on_its_own(alice, bob, lobby, private_room, 
         type(None),
         type(None),
     ]
-    assert [(r.message.seq if r.message else None, r.created) for r in results] == [
+    assert [(r.data["seq"] if r.data else None, r.created) for r in results] == [
         (2, True),
         (None, False),
         (None, False),
@@ -144,8 +144,8 @@ def test_batch_answers_each_request_on_its_own(alice, bob, lobby, private_room, 
         (3, True),
         (1, True),
     ]
-    assert results[4].message.pk == committed.pk
-    assert results[5].message.pk == results[0].message.pk is not None
+    assert results[4].message_id == committed.pk
+    assert results[5].message_id == results[0].message_id is not None
     assert len(callbacks) == 1  # one on_commit for the whole batch
     lobby.refresh_from_db()
     assert lobby.last_seq == 3
