@@ -48,21 +48,24 @@ class Writer:
     async def _flush(self) -> None:
         while self.queue:
             batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
+            # Filled on commit, on the database thread, and read here only once
+            # the batch has returned: the acks are released first, so a
+            # sender's socket gets its `ack` before the broadcast `message`.
+            committed: list[tuple[str, dict[str, Any]]] = []
             try:
-                results = await _post_batch([req for req, _ in batch], self._publish_threadsafe)
+                results = await _post_batch([req for req, _ in batch], committed.extend)
             except Exception as exc:
                 # The database is unreachable or failed: nobody gets an ack.
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    def _publish_threadsafe(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """Called on commit, on the database thread: hand the events to the loop, in order."""
-        self.loop.call_soon_threadsafe(self._enqueue, events)
+                results = None
+            if results is not None:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            if committed:
+                self._enqueue(committed)
 
     def _enqueue(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         self.outbox.put_nowait(events)
