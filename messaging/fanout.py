@@ -314,10 +314,16 @@ class RoomFanout:
             self.presence_flush = self.hub.spawn(self._flush_presence())
 
     async def _flush_presence(self) -> None:
-        await asyncio.sleep(settings.CHAT_PRESENCE_BATCH)
-        changes, self.presence_changes = self.presence_changes, {}
-        if not changes:
-            return
+        # Changes queued while a batch is being sent wait for the next round
+        # of this same task (the task is not done yet, so nobody starts another).
+        while True:
+            await asyncio.sleep(settings.CHAT_PRESENCE_BATCH)
+            changes, self.presence_changes = self.presence_changes, {}
+            if not changes:
+                return
+            await self._send_presence(changes)
+
+    async def _send_presence(self, changes: dict[int, bool]) -> None:
         store = presence()
         arrived = [uid for uid, online in changes.items() if online]
         departed = [uid for uid, online in changes.items() if not online]

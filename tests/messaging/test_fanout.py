@@ -121,3 +121,26 @@ async def test_a_late_joiner_sees_earlier_arrivals_in_joined_online(ws, alice, b
         async with ws(carol) as c:
             joined = await c.join("lobby")
     assert [u["username"] for u in joined["online"]] == ["alice", "bob", "carol"]
+
+
+async def test_an_arrival_during_a_batch_being_sent_goes_out_in_the_next(ws, monkeypatch, alice, bob, lobby):
+    from rooms.presence import presence
+
+    store = presence()
+    real_add_many = store.add_many
+    sending, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_add_many(room, entries):
+        if not sending.is_set():
+            sending.set()
+            await release.wait()  # alice's batch is on its way out
+        return await real_add_many(room, entries)
+
+    monkeypatch.setattr(store, "add_many", slow_add_many)
+    async with ws(alice) as a, ws(bob) as b:
+        await a.join("lobby")
+        await asyncio.wait_for(sending.wait(), 2)
+        await b.join("lobby")  # queued while the first batch is still sending
+        release.set()
+        frame = await a.recv_type("presence")
+    assert (frame["user"]["username"], frame["online"]) == ("bob", True)
