@@ -12,7 +12,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from rooms.models import Membership
+from rooms.models import Membership, Room
 
 
 class StrictCharField(serializers.CharField):
@@ -61,6 +61,14 @@ class RoomUpdateSerializer(serializers.Serializer):
     is_locked = StrictBooleanField(required=False)
     name = StrictCharField(required=False, max_length=100)
     description = StrictCharField(required=False, allow_blank=True, max_length=2000)
+
+
+class DmOpenSerializer(serializers.Serializer):
+    # Counts and who may be named are the service's rules (rooms.services.dm_open).
+    usernames = serializers.ListField(
+        child=StrictCharField(trim_whitespace=False),
+        help_text="1 to 8 other active users. Duplicates and your own username are ignored.",
+    )
 
 
 class UsernameSerializer(serializers.Serializer):
@@ -115,7 +123,10 @@ class UserSerializer(serializers.Serializer):
 
 class RoomSerializer(serializers.Serializer):
     slug = serializers.CharField()
-    name = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=Room.Kind.choices, help_text='"dm" for a direct message (POST /api/dms/), "room" for any other.'
+    )
+    name = serializers.CharField(help_text="For a DM, the other participants' display names, as you see it.")
     description = serializers.CharField()
     is_private = serializers.BooleanField()
     is_locked = serializers.BooleanField()

@@ -8,6 +8,7 @@ from .exceptions import not_found_view
 urlpatterns = [
     path("auth/token/", views.TokenView.as_view(), name="api-token"),
     path("rooms/", views.RoomListView.as_view(), name="api-rooms"),
+    path("dms/", views.DmOpenView.as_view(), name="api-dms"),
     path("rooms/<slug:slug>/", views.RoomDetailView.as_view(), name="api-room"),
     path("rooms/<slug:slug>/join/", views.RoomJoinView.as_view(), name="api-room-join"),
     path("rooms/<slug:slug>/leave/", views.RoomLeaveView.as_view(), name="api-room-leave"),

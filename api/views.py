@@ -40,6 +40,7 @@ from rooms.selectors import (
 )
 from rooms.serializers import room_to_dict
 from rooms.services import (
+    dm_open,
     membership_add,
     membership_set_role,
     read_marker_set,
@@ -190,7 +191,9 @@ class TokenView(APIView):
 
 
 class RoomListView(APIView):
-    @extend_schema(responses={200: s.RoomSerializer(many=True), **errors(401)}, summary="Rooms you can see")
+    @extend_schema(
+        responses={200: s.RoomSerializer(many=True), **errors(401)}, summary="Rooms you can see, your DMs included"
+    )
     def get(self, request: Request) -> Response:
         rooms: QuerySet[Room] = rooms_visible_to(user=viewer(request))
         return Response([room_for_viewer(room) for room in rooms])
@@ -205,6 +208,31 @@ class RoomListView(APIView):
         user = viewer(request)
         room = room_create(creator=user, **data)
         return visible_room_response(slug=room.slug, user=user, status_code=status.HTTP_201_CREATED)
+
+
+class DmOpenView(APIView):
+    @extend_schema(
+        request=s.DmOpenSerializer,
+        responses={
+            201: OpenApiResponse(s.RoomSerializer, description="A new direct message."),
+            200: OpenApiResponse(s.RoomSerializer, description="Exactly these people already have one: that room."),
+            **errors(400, 401),
+        },
+        summary="Open the direct message of you and 1 to 8 other people",
+        description=(
+            "The same set of people always gets the same room (kind `dm`, private, server-chosen slug), "
+            "whoever opens it and in whatever order the names come. Everyone in it is a member; there is "
+            "no owner or moderator, so adding members, locking, banning, role changes and leaving are 403. "
+            "An unknown or deactivated username, your own alone, or more than 8 others is 400."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(s.DmOpenSerializer, request)
+        user = viewer(request)
+        room, created = dm_open(actor=user, usernames=data["usernames"])
+        return visible_room_response(
+            slug=room.slug, user=user, status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class RoomDetailView(APIView):
@@ -235,7 +263,9 @@ class RoomJoinView(APIView):
 
 
 class RoomLeaveView(APIView):
-    @extend_schema(request=None, responses={204: None, **errors(401, 403, 404)}, summary="Leave a room (not the owner)")
+    @extend_schema(
+        request=None, responses={204: None, **errors(401, 403, 404)}, summary="Leave a room (not the owner, not a DM)"
+    )
     def post(self, request: Request, slug: str) -> Response:
         user = viewer(request)
         room = room_get_visible(slug=slug, user=user)

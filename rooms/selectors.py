@@ -2,7 +2,7 @@
 
 import re
 
-from django.db.models import Exists, F, IntegerField, OuterRef, Q, QuerySet, Value
+from django.db.models import Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Greatest
 
 from accounts.models import User
@@ -14,10 +14,11 @@ _slug_re = re.compile(SLUG_RE)
 
 
 def rooms_visible_to(*, user: User) -> QuerySet[Room]:
-    """Public rooms and the private rooms the user belongs to, with per-user fields.
+    """Public rooms and the private rooms (DMs included) the user belongs to, with per-user fields.
 
     Annotates `is_member` and `unread_count` (last_seq minus the read marker;
-    0 for rooms the user has not joined).
+    0 for rooms the user has not joined), and gives each DM its other
+    participants as `dm_others`, from which `Room.title` names it for this user.
     """
     mine = Membership.objects.filter(room=OuterRef("pk"), user=user)
     return (
@@ -34,7 +35,21 @@ def rooms_visible_to(*, user: User) -> QuerySet[Room]:
                 output_field=IntegerField(),
             )
         )
+        .prefetch_related(dm_others_prefetch(user=user))
         .order_by("slug")
+    )
+
+
+def dm_others_prefetch(*, user: User) -> Prefetch:
+    """The other participants of each DM among the fetched rooms, as `dm_others`.
+
+    One query for the whole list, whatever its length; it reads only DM
+    memberships (a few per DM), never the member lists of public rooms.
+    """
+    return Prefetch(
+        "memberships",
+        queryset=Membership.objects.filter(room__kind=Room.Kind.DM).exclude(user=user).select_related("user"),
+        to_attr="dm_others",
     )
 
 
@@ -44,6 +59,11 @@ def room_get_visible(*, slug: str, user: User) -> Room:
     if room is None:
         raise NotFound("No such room.")
     return room
+
+
+def dm_get_by_key(*, key: str) -> Room | None:
+    """The DM of exactly the participants whose sorted ids make `key`, if it exists."""
+    return Room.objects.filter(dm_key=key).first()
 
 
 def membership_get(*, room: Room, user: User) -> Membership | None:
@@ -94,7 +114,10 @@ def room_get(*, slug: str) -> Room:
 
 
 def rooms_readable_by(*, user: User) -> QuerySet[Room]:
-    """Rooms whose messages the user may read: public ones they are not banned from, and their private ones."""
+    """Rooms whose messages the user may read: public ones they are not banned from, and their private ones.
+
+    A DM is private, so its participants (and no one else) read it here too.
+    """
     member = Membership.objects.filter(room=OuterRef("pk"), user=user)
     banned = Ban.objects.filter(room=OuterRef("pk"), user=user)
     return Room.objects.filter(Q(is_private=False) | Exists(member)).exclude(Exists(banned))

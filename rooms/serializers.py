@@ -4,10 +4,15 @@ from .models import Room
 
 
 def room_to_dict(room: Room) -> dict[str, Any]:
-    """Room fields that are the same for every viewer (used in `room_updated`)."""
+    """The room's public fields (used in `room_updated` and, with per-user fields, over REST).
+
+    `name` is `Room.title`: for a DM read through `rooms_visible_to`, the other
+    participants' names as that viewer sees them; otherwise the stored name.
+    """
     return {
         "slug": room.slug,
-        "name": room.name,
+        "kind": room.kind,
+        "name": room.title,
         "description": room.description,
         "is_private": room.is_private,
         "is_locked": room.is_locked,

@@ -2,9 +2,10 @@
 
 Live traffic (new messages, presence, typing, read markers) goes over the
 websocket from static/chat/room.js; these views only render the starting
-state and handle the room list's forms (create, join).
+state and handle the room list's forms (create, join, open a direct message).
 """
 
+import re
 from typing import Any
 
 from django import forms
@@ -22,7 +23,7 @@ from messaging.serializers import for_viewer, message_to_dict
 
 from .models import SLUG_RE
 from .selectors import room_check_readable, room_get_visible, rooms_visible_to
-from .services import room_create, room_join
+from .services import dm_open, room_create, room_join
 
 HISTORY_SIZE = 50
 
@@ -37,6 +38,15 @@ class RoomCreateForm(forms.Form):
     )
     description = forms.CharField(max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
     is_private = forms.BooleanField(required=False, label="Private (members are added by the owner)")
+
+
+class DmStartForm(forms.Form):
+    usernames = forms.CharField(
+        max_length=1000,
+        label="People",
+        help_text="Usernames, separated by commas or spaces (up to 8).",
+        widget=forms.TextInput(attrs={"placeholder": "bob, carol"}),
+    )
 
 
 def _user(request: HttpRequest) -> User:
@@ -60,7 +70,9 @@ def home(request: HttpRequest) -> HttpResponse:
     rooms = list(rooms_visible_to(user=user))
     context = {
         "form": form,
-        "my_rooms": [room for room in rooms if getattr(room, "is_member", False)],
+        "dm_form": DmStartForm(),
+        "my_rooms": [room for room in rooms if getattr(room, "is_member", False) and not room.is_dm],
+        "dms": [room for room in rooms if room.is_dm],
         "other_rooms": [room for room in rooms if not getattr(room, "is_member", False)],
     }
     return render(request, "rooms/home.html", context, status=400 if form.errors else 200)
@@ -76,6 +88,23 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
         room_join(room=room, user=user)
     except NotFound as exc:
         raise Http404(exc.detail) from exc
+    except ChatError as exc:
+        messages.error(request, exc.detail)
+        return redirect("home")
+    return redirect("room", slug=room.slug)
+
+
+@login_required
+@require_POST
+def dm_start(request: HttpRequest) -> HttpResponse:
+    """Open (or reopen) a direct message from the room list's form, then go to it."""
+    form = DmStartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Name at least one person to message.")
+        return redirect("home")
+    usernames = [name for name in re.split(r"[\s,]+", form.cleaned_data["usernames"]) if name]
+    try:
+        room, _ = dm_open(actor=_user(request), usernames=usernames)
     except ChatError as exc:
         messages.error(request, exc.detail)
         return redirect("home")
@@ -101,15 +130,24 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     boot: dict[str, Any] = {
         "room": {
             "slug": room.slug,
-            "name": room.name,
+            "kind": room.kind,
+            "name": room.title,
             "is_private": room.is_private,
             "is_locked": room.is_locked,
             "last_seq": room.last_seq,
         },
         "me": user_to_dict(user),
+        # A DM's other participants: "Message" on the only one of them would lead back here.
+        "dm_with": [m.user.username for m in getattr(room, "dm_others", [])] if room.is_dm else [],
         "can_moderate": can_moderate,
         "messages": [for_viewer(message_to_dict(m, room_slug=room.slug), user.pk) for m in history],
         "has_older": page.has_older,
         "history_size": HISTORY_SIZE,
     }
-    return render(request, "rooms/room.html", {"room": room, "sidebar": sidebar, "boot": boot})
+    context = {
+        "room": room,
+        "sidebar_rooms": [r for r in sidebar if not r.is_dm],
+        "sidebar_dms": [r for r in sidebar if r.is_dm],
+        "boot": boot,
+    }
+    return render(request, "rooms/room.html", context)

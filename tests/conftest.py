@@ -13,7 +13,7 @@ from django.conf import settings
 
 from rooms.presence import reset_presence
 
-from .factories import RoomFactory, UserFactory
+from .factories import DmFactory, RoomFactory, UserFactory
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -106,6 +106,17 @@ def lobby(db, alice):
 @pytest.fixture
 def private_room(db, alice):
     return RoomFactory(slug="staff", name="Staff", created_by=alice, is_private=True)
+
+
+@pytest.fixture
+def dave(db):
+    return UserFactory(username="dave", display_name="Dave")
+
+
+@pytest.fixture
+def bob_carol_dm(db, bob, carol):
+    """The direct message of bob and carol (alice, staff, is not in it)."""
+    return DmFactory(participants=[bob, carol])
 
 
 @pytest.fixture(scope="session")

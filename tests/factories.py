@@ -4,6 +4,7 @@ from rest_framework.authtoken.models import Token
 from accounts.models import User
 from messaging.models import Message
 from rooms.models import Membership, Room
+from rooms.services import dm_key_for
 
 PASSWORD = "chatchat123"
 
@@ -37,6 +38,35 @@ class RoomFactory(factory.django.DjangoModelFactory):
     def owner_membership(obj, create, extracted, **kwargs):  # noqa: N805
         if create and obj.created_by is not None:
             Membership.objects.get_or_create(room=obj, user=obj.created_by, defaults={"role": Membership.Role.OWNER})
+
+
+class DmFactory(factory.django.DjangoModelFactory):
+    """A direct message of `participants`, shaped as rooms.services.dm_open makes one.
+
+    For tests about what happens in a DM; tests of opening one call `dm_open`.
+    """
+
+    class Meta:
+        model = Room
+        skip_postgeneration_save = True
+
+    class Params:
+        participants = factory.LazyFunction(lambda: [UserFactory(), UserFactory()])
+
+    kind = Room.Kind.DM
+    is_private = True
+    slug = factory.Sequence(lambda n: f"dm-{n:012x}")
+    dm_key = factory.LazyAttribute(lambda o: dm_key_for(u.pk for u in o.participants))
+    name = factory.LazyAttribute(lambda o: ", ".join(u.get_display_name() for u in o.participants))
+    created_by = factory.LazyAttribute(lambda o: o.participants[0])
+
+    @factory.post_generation
+    def members(obj, create, extracted, **kwargs):  # noqa: N805
+        # Everyone is a plain member: a DM has no owner.
+        if create:
+            Membership.objects.bulk_create(
+                [Membership(room=obj, user_id=int(pk), role=Membership.Role.MEMBER) for pk in obj.dm_key.split(",")]
+            )
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

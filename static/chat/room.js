@@ -7,6 +7,10 @@
  * reconnect. Sends carry a fresh client_id; an unacknowledged send is retried
  * with the same client_id after a reconnect, so it is stored at most once.
  *
+ * People: an author's name opens a small card with "Message", and so does each
+ * person in the online list; "Message" opens (or reopens) the direct message
+ * with that person over POST /api/dms/ and goes to it.
+ *
  * User data is only ever put in the page with textContent, never innerHTML.
  */
 (() => {
@@ -14,6 +18,9 @@
 
   const boot = JSON.parse(document.getElementById("chat-boot").textContent);
   const ROOM = boot.room.slug;
+  const IS_DM = boot.room.kind === "dm";
+  // How the composer names the room: a DM by its people (boot.room.name, as this viewer sees it).
+  const ROOM_LABEL = IS_DM ? boot.room.name : `#${ROOM}`;
   const ME = boot.me;
   const MAX_BODY = 4000;
   const TYPING_SEND_EVERY_MS = 3000;
@@ -147,7 +154,7 @@
     } else if (state.locked) {
       els.input.placeholder = "This room is locked: new messages are refused.";
     } else {
-      els.input.placeholder = `Message #${ROOM}`;
+      els.input.placeholder = `Message ${ROOM_LABEL}`;
     }
     els.lockedBadge.hidden = !state.locked;
   }
@@ -165,7 +172,19 @@
     if (m.author.id === ME.id) li.classList.add("msg-mine");
 
     const head = el("div", "msg-head");
-    const author = el("span", "msg-author", m.author.display_name || m.author.username);
+    let author;
+    if (m.author.id === ME.id) {
+      author = el("span", "msg-author", m.author.display_name || m.author.username);
+    } else {
+      // Someone else's name opens their card, with "Message".
+      author = el("button", "msg-author person-link", m.author.display_name || m.author.username);
+      author.type = "button";
+      author.setAttribute("aria-haspopup", "dialog");
+      author.addEventListener("click", (e) => {
+        e.stopPropagation();
+        togglePersonCard(m.author, author);
+      });
+    }
     author.title = `@${m.author.username}`;
     head.appendChild(author);
     const time = el("time", "msg-time", formatTime(m.created_at));
@@ -436,6 +455,82 @@
     }
   }
 
+  // --- people: direct messages ------------------------------------------------------
+
+  function nameOf(user) {
+    return user.display_name || user.username;
+  }
+
+  /** In a DM with just this person, "Message" would only lead back here. */
+  function isThisDm(user) {
+    return IS_DM && boot.dm_with.length === 1 && boot.dm_with[0] === user.username;
+  }
+
+  /** A "Message" button that opens the direct message with `user`. */
+  function messageButton(user, className) {
+    const button = el("button", className, "Message");
+    button.type = "button";
+    button.setAttribute("aria-label", `Message ${nameOf(user)}`);
+    button.addEventListener("click", () => openDm(user, button));
+    return button;
+  }
+
+  async function openDm(user, button) {
+    button.disabled = true;
+    try {
+      // 201 for a new DM, 200 for the one these two people already have: either way, go there.
+      const room = await api("POST", "/api/dms/", { usernames: [user.username] });
+      window.location.assign(`/rooms/${encodeURIComponent(room.slug)}/`);
+    } catch (err) {
+      button.disabled = false;
+      showBanner(`Could not open a direct message with ${nameOf(user)}: ${err.message}`);
+    }
+  }
+
+  const personCard = { el: null, anchor: null };
+
+  function closePersonCard() {
+    if (!personCard.el) return;
+    personCard.el.remove();
+    if (personCard.anchor) personCard.anchor.setAttribute("aria-expanded", "false");
+    personCard.el = null;
+    personCard.anchor = null;
+  }
+
+  function togglePersonCard(user, anchor) {
+    const same = personCard.anchor === anchor;
+    closePersonCard();
+    if (same) return;
+    const card = el("div", "person-card");
+    card.setAttribute("role", "dialog");
+    card.setAttribute("aria-label", nameOf(user));
+    card.appendChild(el("strong", "person-card-name", nameOf(user)));
+    card.appendChild(el("span", "person-card-username muted", `@${user.username}`));
+    if (!isThisDm(user)) card.appendChild(messageButton(user, "btn btn-primary btn-small"));
+    card.addEventListener("click", (e) => e.stopPropagation());
+    card.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        closePersonCard();
+        anchor.focus();
+      }
+    });
+    document.body.appendChild(card);
+    const box = anchor.getBoundingClientRect();
+    const top = Math.min(box.bottom + 4, window.innerHeight - card.offsetHeight - 8);
+    card.style.top = `${Math.max(8, top)}px`;
+    card.style.left = `${Math.max(8, Math.min(box.left, window.innerWidth - card.offsetWidth - 8))}px`;
+    anchor.setAttribute("aria-expanded", "true");
+    personCard.el = card;
+    personCard.anchor = anchor;
+    // Focus moves into the card, so Escape closes it and keyboard users reach "Message".
+    const action = card.querySelector("button");
+    if (!action) card.tabIndex = -1;
+    (action || card).focus();
+  }
+
+  document.addEventListener("click", closePersonCard);
+  els.scroller.addEventListener("scroll", closePersonCard, { passive: true });
+
   // --- presence, typing, read marker ---------------------------------------------
 
   function renderOnline() {
@@ -446,8 +541,9 @@
       ...users.map((u) => {
         const li = el("li", u.id === ME.id ? "me" : "");
         li.appendChild(el("span", "dot"));
-        li.appendChild(el("span", "", u.display_name || u.username));
+        li.appendChild(el("span", "online-name", u.display_name || u.username));
         if (u.id === ME.id) li.appendChild(el("span", "muted", " (you)"));
+        else if (!isThisDm(u)) li.appendChild(messageButton(u, "person-message"));
         return li;
       }),
     );

@@ -10,7 +10,7 @@ from tests.factories import MembershipFactory, MessageFactory, RoomFactory
 
 pytestmark = pytest.mark.django_db
 
-ROOM_KEYS = {"slug", "name", "description", "is_private", "is_locked", "last_seq", "unread_count", "is_member"}
+ROOM_KEYS = {"slug", "kind", "name", "description", "is_private", "is_locked", "last_seq", "unread_count", "is_member"}
 
 
 def test_list_shows_public_rooms_and_own_private_ones(api, alice, bob, lobby, private_room):
@@ -21,6 +21,7 @@ def test_list_shows_public_rooms_and_own_private_ones(api, alice, bob, lobby, pr
     rooms = {room["slug"]: room for room in r.json()}
     assert set(rooms) == {"lobby", "secret"}
     assert set(rooms["lobby"]) == ROOM_KEYS
+    assert rooms["lobby"]["kind"] == "room"
     assert rooms["lobby"]["is_member"] is False and rooms["secret"]["is_member"] is True
     assert {room["slug"] for room in api(alice).get("/api/rooms/").json()} == {"lobby", "staff", "secret"}
 
@@ -53,6 +54,7 @@ def test_create_room(api, bob):
     assert r.status_code == 201
     assert r.json() == {
         "slug": "dev-talk",
+        "kind": "room",
         "name": "Dev talk",
         "description": "",
         "is_private": True,

@@ -19,6 +19,7 @@ def test_schema_is_public_json(api):
     for path in (
         "/api/auth/token/",
         "/api/rooms/",
+        "/api/dms/",
         "/api/rooms/{slug}/",
         "/api/rooms/{slug}/join/",
         "/api/rooms/{slug}/leave/",
@@ -70,3 +71,4 @@ def test_documented_shapes_match_real_responses(api, alice, bob, lobby):
     assert set(client.post("/api/rooms/lobby/read/", {"seq": 1}).json()) == keys("ReadMarkerResponse")
     assert set(client.post("/api/rooms/lobby/bans/", {"username": "bob"}).json()) == keys("Ban")
     assert set(client.get("/api/rooms/nope/").json()) == keys("Error")
+    assert set(client.post("/api/dms/", {"usernames": ["bob"]}).json()) == keys("Room")

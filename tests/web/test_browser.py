@@ -305,9 +305,9 @@ def test_edit_and_delete_in_place(browser, live_url, alice, bob, lobby):
     theirs = message_items(bob_page).last
     expect(theirs.locator(".msg-body")).to_have_text("typo fixed")
     expect(theirs.locator(".msg-edited")).to_have_text("(edited)")
-    # Others may not edit or delete alice's message.
+    # Others may not edit or delete alice's message (her name is a button: it opens her card).
     theirs.hover()
-    assert theirs.get_by_role("button").count() == 0
+    assert theirs.get_by_role("button", name=re.compile("Edit|Delete")).count() == 0
 
     # Alice is staff: she may delete bob's message too.
     bobs = message_items(alice_page).first
@@ -398,3 +398,67 @@ def test_admin_moderation_reaches_the_open_page(browser, live_url, alice, bob, l
     bob_page.wait_for_timeout(1500)
     expect(bob_page.locator("#conn-status")).to_have_text("Disconnected")
     assert bob_page.errors == [] and admin.errors == []
+
+
+def test_message_a_person_opens_the_direct_message(browser, live_url, alice, bob, lobby):
+    """ "Message" on a person (online list, or an author's name) opens the DM of the two and goes there;
+    from either side it is the same room. Leaves a screenshot of the DM for the docs."""
+    from playwright.sync_api import expect
+
+    MessageFactory(room=lobby, author=bob, body="Could someone review the DM pull request?")
+    alice_page = log_in(browser, live_url, "alice")
+    bob_page = log_in(browser, live_url, "bob")
+    open_room(alice_page, live_url, "lobby")
+    open_room(bob_page, live_url, "lobby")
+
+    # Bob: "Message" next to Alice in the room's online list.
+    online = bob_page.locator("#online-list")
+    expect(online).to_contain_text("Alice")
+    online.get_by_role("button", name="Message Alice").click()
+    bob_page.wait_for_url(re.compile(r"/rooms/dm-[0-9a-f]{12}/$"))
+    dm_url = bob_page.url
+    bob_page.locator("#conn-status[data-state=online]").wait_for()
+    expect(bob_page.get_by_role("heading", level=1)).to_have_text("Alice")
+    expect(bob_page.get_by_label("Message", exact=True)).to_have_attribute("placeholder", "Message Alice")
+    dm = Room.objects.get(kind=Room.Kind.DM)
+    assert sorted(dm.memberships.values_list("user__username", "role")) == [("alice", "member"), ("bob", "member")]
+
+    # Alice: Bob's name on his message opens his card, whose "Message" lands in the same DM.
+    author = message_items(alice_page).first.get_by_role("button", name="Bob")
+    author.click()
+    card = alice_page.get_by_role("dialog", name="Bob")
+    expect(card).to_contain_text("@bob")
+    card.get_by_role("button", name="Message Bob").click()
+    alice_page.wait_for_url(dm_url)
+    alice_page.locator("#conn-status[data-state=online]").wait_for()
+    expect(alice_page.get_by_role("heading", level=1)).to_have_text("Bob")
+    assert Room.objects.filter(kind=Room.Kind.DM).count() == 1
+
+    # A conversation, live both ways.
+    lines = [
+        (bob_page, "Hi Alice, got a minute for my pull request?"),
+        (alice_page, "Sure, send me the link."),
+        (bob_page, "It adds direct messages: POST /api/dms/ and a Message button on people."),
+        (alice_page, "Looks good, merging it now."),
+    ]
+    for n, (page, text) in enumerate(lines, start=1):
+        composer = page.get_by_label("Message", exact=True)
+        composer.fill(text)
+        composer.press("Enter")
+        for other in (alice_page, bob_page):
+            expect(message_items(other)).to_have_count(n)
+            expect(message_items(other).last.locator(".msg-body")).to_have_text(text)
+    expect(alice_page.locator("#online-list")).to_contain_text("Bob")
+    expect(alice_page.locator(".sidebar")).to_contain_text("Direct messages")
+
+    screenshots = ROOT / "docs" / "screenshots"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    alice_page.wait_for_timeout(300)  # let the read marker and presence settle before the picture
+    alice_page.screenshot(path=str(screenshots / "dm.png"))
+
+    # The room list shows the DM, named after the other person, under "Direct messages".
+    bob_page.goto(f"{live_url}/")
+    dms = bob_page.locator(".room-card-dm")
+    expect(dms).to_have_count(1)
+    expect(dms.locator(".room-card-title")).to_have_text("Alice")
+    assert alice_page.errors == [] and bob_page.errors == []

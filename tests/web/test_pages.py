@@ -190,7 +190,14 @@ def test_room_page_renders_history_and_composer(db, login, alice, bob, lobby):
     assert '<label for="composer-input">Message</label>' in html
     assert '<textarea id="composer-input"' in html
     data = boot_data(response)
-    assert data["room"] == {"slug": "lobby", "name": "Lobby", "is_private": False, "is_locked": False, "last_seq": 2}
+    assert data["room"] == {
+        "slug": "lobby",
+        "kind": "room",
+        "name": "Lobby",
+        "is_private": False,
+        "is_locked": False,
+        "last_seq": 2,
+    }
     assert [m["body"] for m in data["messages"]] == ["first", "second\nline"]
     assert data["messages"][0]["author"]["display_name"] == "Alice"
     assert data["messages"][1]["client_id"] == "c-1"  # bob's own
