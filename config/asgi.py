@@ -21,10 +21,11 @@ django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from django.conf import settings  # noqa: E402
 
-from config.websocket_limits import SendsToClosedSocketsIgnored, limit_daphne_messages  # noqa: E402
+from config.websocket_limits import WebsocketSends, abort_unanswered_uvicorn_pings, limit_daphne_messages  # noqa: E402
 
 # Daphne builds its websocket factory after importing this module.
 limit_daphne_messages(settings.CHAT_MAX_FRAME_BYTES)
+abort_unanswered_uvicorn_pings()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -36,7 +37,7 @@ from messaging.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SendsToClosedSocketsIgnored(
+        "websocket": WebsocketSends(
             OriginHeaderValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))))
         ),
     }
