@@ -91,6 +91,12 @@ class MessageCreateSerializer(serializers.Serializer):
         max_length=64,
         help_text="Idempotency key: a retry with the same client_id returns the original message.",
     )
+    reply_to = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Id of the message in this room this one replies to; another room's or an unknown one is 404.",
+    )
 
 
 class MessageEditSerializer(serializers.Serializer):
@@ -148,6 +154,20 @@ class BanSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+class QuoteSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    seq = serializers.IntegerField()
+    author = UserSerializer()
+    body = serializers.CharField(help_text='The original\'s first 200 characters as it is now; "" once deleted.')
+    deleted = serializers.BooleanField()
+
+
+class ReactionSerializer(serializers.Serializer):
+    emoji = serializers.CharField(help_text="One fully-qualified Unicode emoji sequence.")
+    count = serializers.IntegerField(help_text="How many people reacted with it.")
+    me = serializers.BooleanField(help_text="Whether you did (false in broadcast message_updated/_deleted events).")
+
+
 class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     room = serializers.CharField()
@@ -158,6 +178,8 @@ class MessageSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)
     deleted = serializers.BooleanField()
+    reply_to = QuoteSerializer(allow_null=True, help_text="The message this one replies to, as it is now; or null.")
+    reactions = ReactionSerializer(many=True, help_text="In order of first use; at most 20.")
 
 
 class MessagePageSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/messages/", views.MessageListView.as_view(), name="api-room-messages"),
     path("rooms/<slug:slug>/read/", views.ReadMarkerView.as_view(), name="api-room-read"),
     path("messages/<int:message_id>/", views.MessageDetailView.as_view(), name="api-message"),
+    path("messages/<int:message_id>/reactions/<str:emoji>/", views.ReactionView.as_view(), name="api-message-reaction"),
     path("search/", views.SearchView.as_view(), name="api-search"),
     # Plain application/json first, so browsers show it and any client parses it;
     # Accept: application/vnd.oai.openapi+json still gets that media type.

@@ -25,9 +25,9 @@ from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import BadRequest, NotFound
 from messaging.models import Message
-from messaging.selectors import message_get, messages_history, messages_search
-from messaging.serializers import for_viewer, iso, message_to_dict
-from messaging.services import message_create, message_delete, message_edit
+from messaging.selectors import message_get, messages_history, messages_search, messages_to_dicts
+from messaging.serializers import iso
+from messaging.services import message_create, message_delete, message_edit, reaction_set
 from rooms.models import Ban, Membership, Room
 from rooms.presence import presence
 from rooms.selectors import (
@@ -124,7 +124,7 @@ def visible_room_response(*, slug: str, user: User, status_code: int = status.HT
 
 
 def message_for_viewer(message: Message, user: User) -> dict[str, Any]:
-    return for_viewer(message_to_dict(message), user.pk)
+    return messages_to_dicts([message], viewer_id=user.pk)[0]
 
 
 def user_by_username(username: str, *, in_body: bool) -> User:
@@ -408,7 +408,7 @@ class MessageListView(APIView):
         )
         return Response(
             {
-                "results": [for_viewer(message_to_dict(m, room_slug=room.slug), user.pk) for m in page.messages],
+                "results": messages_to_dicts(page.messages, viewer_id=user.pk, room_slug=room.slug),
                 "previous": links.previous,
                 "next": links.next,
             }
@@ -428,7 +428,12 @@ class MessageListView(APIView):
         data = validated(s.MessageCreateSerializer, request)
         room = room_get(slug=slug)
         room_check_readable(room=room, user=user)
-        message, created = message_create(room=room, author=user, body=data["body"], client_id=data.get("client_id"))
+        reply_to = data.get("reply_to")
+        if reply_to is not None and reply_to > MAX_BIGINT:
+            raise NotFound("No such message to reply to in this room.")
+        message, created = message_create(
+            room=room, author=user, body=data["body"], client_id=data.get("client_id"), reply_to=reply_to
+        )
         return Response(
             message_for_viewer(message, user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -467,6 +472,49 @@ class MessageDetailView(APIView):
         user = viewer(request)
         message = message_delete(message=message_by_id(message_id), actor=user)
         return Response(message_for_viewer(message, user))
+
+
+EMOJI_PARAMETER = OpenApiParameter(
+    "emoji",
+    str,
+    OpenApiParameter.PATH,
+    description="One fully-qualified Unicode emoji sequence, URL-encoded UTF-8 (%F0%9F%91%8D is 👍).",
+)
+
+
+class ReactionView(APIView):
+    """Your reaction `emoji` (URL-encoded in the path) on a message: PUT adds it, DELETE removes it."""
+
+    def _set(self, request: Request, message_id: int, emoji: str, on: bool) -> Response:
+        user = viewer(request)
+        if message_id > MAX_BIGINT:
+            raise NotFound("No such message.")
+        message = reaction_set(user=user, message_id=message_id, emoji=emoji, on=on)
+        return Response(message_for_viewer(message_get(message_id=message.pk), user))
+
+    @extend_schema(
+        request=None,
+        parameters=[EMOJI_PARAMETER],
+        responses={200: s.MessageSerializer, **errors(400, 401, 403, 404, 409)},
+        summary="React to a message (adding twice counts once)",
+        description=(
+            "`emoji` is one fully-qualified Unicode emoji sequence, URL-encoded (e.g. `%F0%9F%91%8D` for 👍); "
+            "anything else is 400, and so is a 21st different emoji on the message. Anyone who can read the room "
+            "and is not banned may react; a locked room is 409, a deleted message 400. Every socket in the room "
+            "gets a `reaction` event. Answers the message with its `reactions`."
+        ),
+    )
+    def put(self, request: Request, message_id: int, emoji: str) -> Response:
+        return self._set(request, message_id, emoji, True)
+
+    @extend_schema(
+        request=None,
+        parameters=[EMOJI_PARAMETER],
+        responses={200: s.MessageSerializer, **errors(400, 401, 403, 404, 409)},
+        summary="Remove your reaction (a no-op when you have none)",
+    )
+    def delete(self, request: Request, message_id: int, emoji: str) -> Response:
+        return self._set(request, message_id, emoji, False)
 
 
 # --- search --------------------------------------------------------------------
@@ -509,4 +557,4 @@ class SearchView(APIView):
             if room is not None:
                 link["room"] = room.slug
             following = page_url(request, **link, limit=limit, offset=offset + limit)
-        return Response({"results": [message_for_viewer(m, user) for m in rows[:limit]], "next": following})
+        return Response({"results": messages_to_dicts(rows[:limit], viewer_id=user.pk), "next": following})

@@ -100,6 +100,7 @@ class _Pending:
     future: asyncio.Future[Frame]
     inflight: bool = False
     attempts: int = 0
+    reply_to: int | None = None
 
 
 class ChatClient:
@@ -113,6 +114,7 @@ class ChatClient:
         rooms: Mapping[str, int | None] | Iterable[str] = (),
         on_message: Callable[[Frame], None] | None = None,
         on_frame: Callable[[Frame], None] | None = None,
+        on_reaction: Callable[[Frame], None] | None = None,
         keep_history: bool = True,
         backoff: tuple[float, float] = (0.1, 5.0),
         ping_interval: float = 30.0,
@@ -124,6 +126,9 @@ class ChatClient:
         self.rooms: dict[str, RoomState] = {slug: RoomState(slug, after) for slug, after in initial}
         self.on_message = on_message
         self.on_frame = on_frame
+        self.on_reaction = on_reaction
+        # message id -> emoji -> count, from the `reaction` events this client heard.
+        self.reactions: dict[int, dict[str, int]] = {}
         self.keep_history = keep_history
         self.backoff = backoff
         self.ping_interval = ping_interval
@@ -190,12 +195,13 @@ class ChatClient:
                 raise TimeoutError("condition not reached in time")
             await asyncio.sleep(0.02)
 
-    async def send(self, room: str, body: str, *, client_id: str | None = None) -> Frame:
+    async def send(self, room: str, body: str, *, client_id: str | None = None, reply_to: int | None = None) -> Frame:
         """Send a message and return it once acknowledged (stored), retrying across reconnects.
 
         The same `client_id` is reused for every attempt, so the server stores the
         message once however often it is resent. Raises SendFailedError for a final
-        refusal and FatalCloseError if the server shut the client out.
+        refusal and FatalCloseError if the server shut the client out. `reply_to`
+        is the id of a message in the same room this one answers.
         """
         if self.fatal is not None:
             raise FatalCloseError(self.fatal)
@@ -205,9 +211,25 @@ class ChatClient:
         pending = self._pending.get(client_id)
         if pending is None:
             future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-            pending = self._pending[client_id] = _Pending(room, body, client_id, future)
+            pending = self._pending[client_id] = _Pending(room, body, client_id, future, reply_to=reply_to)
             await self._write_send(pending)
         return await asyncio.shield(pending.future)
+
+    async def react(self, room: str, message_id: int, emoji: str, *, on: bool = True) -> str:
+        """Add (or with `on=False` remove) a reaction; returns the frame's `ref`.
+
+        The server answers nothing on success: every socket in the room, this one
+        included, gets a `reaction` event (see `reactions` and `on_reaction`). A
+        refusal arrives as an `error` with this ref, kept in `errors`. Not
+        retried across reconnects: reactions are idempotent, so call it again.
+        """
+        state = self.rooms.get(room)
+        if state is None or not state.joined or self._ws is None:
+            raise ChatClientError(f"not joined to {room!r}")
+        ref = f"react:{next(self._ref_counter)}"
+        frame = {"type": "react", "room": room, "message_id": message_id, "emoji": emoji, "on": on, "ref": ref}
+        await self._ws.send(json.dumps(frame))
+        return ref
 
     @property
     def unacknowledged(self) -> list[str]:
@@ -323,7 +345,9 @@ class ChatClient:
         self._refs[ref] = pending.client_id
         pending.inflight = True
         pending.attempts += 1
-        frame = {"type": "send", "room": pending.room, "body": pending.body, "client_id": pending.client_id}
+        frame: Frame = {"type": "send", "room": pending.room, "body": pending.body, "client_id": pending.client_id}
+        if pending.reply_to is not None:
+            frame["reply_to"] = pending.reply_to
         try:
             await ws.send(json.dumps({**frame, "ref": ref}))
         except ConnectionClosed:
@@ -346,8 +370,19 @@ class ChatClient:
             self._on_ack(frame)
         elif kind == "error":
             await self._on_error(frame)
+        elif kind == "reaction":
+            self._on_reaction(frame)
         if self.on_frame is not None:
             self.on_frame(frame)
+
+    def _on_reaction(self, frame: Frame) -> None:
+        counts = self.reactions.setdefault(frame["message_id"], {})
+        if frame["count"]:
+            counts[frame["emoji"]] = frame["count"]
+        else:
+            counts.pop(frame["emoji"], None)
+        if self.on_reaction is not None:
+            self.on_reaction(frame)
 
     def _on_message(self, message: Frame) -> None:
         state = self.rooms.get(message["room"])
@@ -401,6 +436,8 @@ class ChatClient:
         self.errors.append(frame)
         ref = frame.get("ref") or ""
         code = frame.get("code", "")
+        if ref.startswith("react:") and code != "forbidden":
+            return  # a refused reaction: nothing to retry or resend
         if ref.startswith("join:"):
             state = self.rooms.get(ref[5:])
             if state is None:

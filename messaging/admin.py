@@ -11,14 +11,19 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
 from common.errors import ChatError
 
-from .models import Message
+from .models import Message, Reaction
 from .services import message_delete
 
 FIELDS = ("room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted_at", "deleted_by")
+# Shown on a message's page: what it replies to, and its reactions (read-only, like the rest).
+CONVERSATION_FIELDS = ("reply_to_link", "reactions_summary")
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -45,8 +50,8 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["body"]
     date_hierarchy = "created_at"
     raw_id_fields = ["room", "author", "deleted_by"]
-    fields = FIELDS
-    readonly_fields = FIELDS
+    fields = (*FIELDS, *CONVERSATION_FIELDS)
+    readonly_fields = (*FIELDS, *CONVERSATION_FIELDS)
     actions = ["soft_delete_messages"]
     # Counting millions of rows on every page view is the slow part of a changelist.
     show_full_result_count = False
@@ -55,6 +60,30 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="body")
     def excerpt(self, obj: Message) -> str:
         return Truncator(obj.body).chars(80)
+
+    @admin.display(description="reply to")
+    def reply_to_link(self, obj: Message) -> str:
+        original = obj.reply_to
+        if original is None:
+            return "-"
+        url = reverse("admin:messaging_message_change", args=[original.pk])
+        text = "(deleted)" if original.deleted_at is not None else Truncator(original.body).chars(80)
+        return format_html('<a href="{}">#{} by {}</a>: {}', url, original.seq, original.author, text)
+
+    @admin.display(description="reactions")
+    def reactions_summary(self, obj: Message) -> str:
+        """Each emoji with its count and who reacted, in order of first use."""
+        reactions = Reaction.objects.filter(message=obj).select_related("user").order_by("rank", "id")
+        by_emoji: dict[str, list[str]] = {}
+        for reaction in reactions:
+            by_emoji.setdefault(reaction.emoji, []).append(reaction.user.username)
+        if not by_emoji:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"),
+            "{} {}: {}",
+            ((emoji, len(users), ", ".join(users)) for emoji, users in by_emoji.items()),
+        )
 
     @admin.display(description="deleted", boolean=True, ordering="deleted_at")
     def is_deleted_flag(self, obj: Message) -> bool:

@@ -247,7 +247,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise BadRequest("client_id must be a string of 1-64 characters.")
         assert member.room.room_id is not None
         posted, message = await writer().submit(
-            NewMessage(room_id=member.room.room_id, author=self.me, body=frame.get("body"), client_id=client_id)
+            NewMessage(
+                room_id=member.room.room_id,
+                author=self.me,
+                body=frame.get("body"),
+                client_id=client_id,
+                reply_to=frame.get("reply_to"),
+            )
         )
         if isinstance(posted.error, RateLimited):
             self.flood += 1
@@ -257,6 +263,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if posted.error is not None:
             raise posted.error
         self.flood = 0
+        if not posted.created and posted.message_id is not None:
+            # A retry: the original as it is now, reactions (with `me`) included.
+            message = await db.message_for(user=self.me, message_id=posted.message_id)
         await self.send_frame({"type": "ack", **self._ref(ref), "message": message})
 
     async def on_typing(self, frame: dict[str, Any], ref: str | None) -> None:
@@ -273,6 +282,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         assert member.room.room_id is not None
         await db.mark_read(user=self.me, room_id=member.room.room_id, seq=min(seq, MAX_SEQ))
 
+    async def on_react(self, frame: dict[str, Any], ref: str | None) -> None:
+        """Add or remove a reaction; no reply (every socket in the room gets `reaction`), or `error`."""
+        member = self._joined(frame)
+        message_id = frame.get("message_id")
+        if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
+            raise BadRequest("message_id must be a message id.")
+        if message_id > MAX_SEQ:
+            raise NotFound("No such message.")
+        on = frame.get("on")
+        if not isinstance(on, bool):
+            raise BadRequest("on must be true or false.")
+        assert member.room.room_id is not None
+        await db.react(
+            user=self.me, room_id=member.room.room_id, message_id=message_id, emoji=frame.get("emoji"), on=on
+        )
+
     async def on_ping(self, frame: dict[str, Any], ref: str | None) -> None:
         await self.send_frame({"type": "pong", **self._ref(ref)})
 
@@ -282,6 +307,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "send": on_send,
         "typing": on_typing,
         "read": on_read,
+        "react": on_react,
         "ping": on_ping,
     }
 

@@ -17,8 +17,9 @@ from rooms.models import Room
 from rooms.selectors import room_check_readable
 from rooms.services import read_marker_set, room_join
 
-from .selectors import messages_after
+from .selectors import message_get, messages_after, messages_to_dicts, reactions_for
 from .serializers import message_to_dict
+from .services import reaction_set
 
 
 @dataclass
@@ -45,16 +46,28 @@ def join_room(*, user: User, slug: str, after: int | None, limit: int) -> JoinRe
     if after is not None and after < last_seq:
         rows = messages_after(room_id=room.pk, after=after, limit=limit + 1, up_to=last_seq)
         more = len(rows) > limit
-        replay = [message_to_dict(m, room_slug=slug) for m in rows[:limit]]
+        replay = messages_to_dicts(rows[:limit], viewer_id=user.pk, room_slug=slug)
     return JoinResult(room.pk, slug, last_seq, replay, more)
 
 
 @database_sync_to_async
 def fetch_range(*, room_id: int, slug: str, after: int, up_to: int | None, limit: int) -> list[dict[str, Any]]:
-    return [
-        message_to_dict(m, room_slug=slug)
-        for m in messages_after(room_id=room_id, after=after, limit=limit, up_to=up_to)
-    ]
+    # Shared by every socket of the process: `client_id` is hidden per socket
+    # when encoding, `me` stays false (see docs/protocol.md, "Reactions").
+    rows = messages_after(room_id=room_id, after=after, limit=limit, up_to=up_to)
+    reactions = reactions_for(message_ids=[m.pk for m in rows], viewer_id=None)
+    return [message_to_dict(m, room_slug=slug, reactions=reactions.get(m.pk, [])) for m in rows]
+
+
+@database_sync_to_async
+def message_for(*, user: User, message_id: int) -> dict[str, Any]:
+    """One message as `user` sees it now (a retried send's ack: it may have replies' quotes and reactions)."""
+    return messages_to_dicts([message_get(message_id=message_id)], viewer_id=user.pk)[0]
+
+
+@database_sync_to_async
+def react(*, user: User, room_id: int, message_id: int, emoji: Any, on: bool) -> None:
+    reaction_set(user=user, message_id=message_id, emoji=emoji, on=on, room_id=room_id)
 
 
 @database_sync_to_async

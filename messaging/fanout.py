@@ -585,6 +585,12 @@ class Hub:
             room = self.rooms.get(event["room"])
             if room is not None:
                 room.apply_presence(event["changes"])
+        elif kind == "chat.reaction":
+            room = self.rooms.get(event["room"])
+            if room is not None:
+                # Encoded once for every local socket of the room.
+                frame = {key: event[key] for key in ("room", "message_id", "emoji", "user", "on", "count")}
+                room.broadcast(dumps({"type": "reaction", **frame}))
         elif kind == "chat.room_updated":
             room = self.rooms.get(event["room"]["slug"])
             if room is not None:

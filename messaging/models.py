@@ -18,6 +18,11 @@ class Message(models.Model):
     deleted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A message in the same room (checked by the services); messages are only
+    # soft-deleted, so the quote stays, showing the original as deleted.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies", db_index=False
+    )
 
     class Meta:
         ordering = ["room", "seq"]
@@ -31,6 +36,10 @@ class Message(models.Model):
                 name="message_idempotency_key",
             ),
         ]
+        # Partial: most messages reply to nothing, so the index stays small.
+        indexes = [
+            models.Index(fields=["reply_to"], condition=Q(reply_to__isnull=False), name="message_reply_to"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq}"
@@ -38,3 +47,26 @@ class Message(models.Model):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+class Reaction(models.Model):
+    """One user's one emoji on one message. Counts are computed from these rows, never stored."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # One fully-qualified emoji sequence (messaging.services.clean_emoji); the longest are ~10 code points.
+    emoji = models.CharField(max_length=32)
+    # Where the emoji sits among the message's reactions (order of first use):
+    # every row of one emoji shares it, so it stays put while anyone keeps it.
+    rank = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Its index, led by message, also serves the per-page aggregation.
+            models.UniqueConstraint(fields=["message", "emoji", "user"], name="reaction_message_emoji_user_unique"),
+        ]
+        indexes = [models.Index(fields=["user", "message"], name="reaction_user_message")]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} on {self.message_id} by {self.user_id}"

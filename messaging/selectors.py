@@ -1,23 +1,29 @@
 """Reads of message history. Every query walks the (room, seq) unique index."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, Min, QuerySet
 
 from accounts.models import User
 from common.errors import NotFound
 from rooms.models import Room
 from rooms.selectors import rooms_readable_by
 
-from .models import Message
+from .models import Message, Reaction
+from .serializers import for_viewer, message_to_dict
 
 MAX_PAGE = 200
 
 
+# A reply's quote is the original as it is now: joined in, never a query per message.
+QUOTE = "reply_to__author"
+
+
 def _base(room: Room) -> QuerySet[Message]:
-    return Message.objects.filter(room=room).select_related("author")
+    return Message.objects.filter(room=room).select_related("author", QUOTE)
 
 
 def messages_page(*, room: Room, before: int | None = None, after: int | None = None, limit: int = 50) -> list[Message]:
@@ -38,17 +44,58 @@ def messages_page(*, room: Room, before: int | None = None, after: int | None = 
 
 def messages_after(*, room_id: int, after: int, limit: int, up_to: int | None = None) -> list[Message]:
     """Messages with seq > after (and <= up_to), oldest first: replay and gap repair."""
-    qs = Message.objects.filter(room_id=room_id, seq__gt=after).select_related("author", "room")
+    qs = Message.objects.filter(room_id=room_id, seq__gt=after).select_related("author", "room", QUOTE)
     if up_to is not None:
         qs = qs.filter(seq__lte=up_to)
     return list(qs.order_by("seq")[:limit])
 
 
 def message_get(*, message_id: int) -> Message:
-    message = Message.objects.select_related("author", "room").filter(pk=message_id).first()
+    message = Message.objects.select_related("author", "room", QUOTE).filter(pk=message_id).first()
     if message is None:
         raise NotFound("No such message.")
     return message
+
+
+def reactions_for(*, message_ids: list[int], viewer_id: int | None) -> dict[int, list[dict[str, Any]]]:
+    """`reactions` of each message, `me` for the viewer: two queries for any number of messages.
+
+    One aggregate over the (message, emoji, user) unique index gives each
+    emoji's count, in order of first use (`Reaction.rank`); one more reads the
+    viewer's own. `viewer_id=None` (a frame shared by everyone) leaves `me` false.
+    Messages without reactions are absent from the result.
+    """
+    if not message_ids:
+        return {}
+    rows = (
+        Reaction.objects.filter(message_id__in=message_ids)
+        .values("message_id", "emoji")
+        .annotate(count=Count("id"), first=Min("rank"))
+        .order_by("message_id", "first")
+    )
+    mine: set[tuple[int, str]] = set()
+    if viewer_id is not None:
+        mine = set(
+            Reaction.objects.filter(message_id__in=message_ids, user_id=viewer_id).values_list("message_id", "emoji")
+        )
+    result: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (row["message_id"], row["emoji"])
+        result.setdefault(row["message_id"], []).append(
+            {"emoji": row["emoji"], "count": row["count"], "me": key in mine}
+        )
+    return result
+
+
+def messages_to_dicts(
+    messages: list[Message], *, viewer_id: int | None, room_slug: str | None = None
+) -> list[dict[str, Any]]:
+    """Messages as the viewer sees them (`client_id` their own only, `me` theirs), in a constant number of queries."""
+    reactions = reactions_for(message_ids=[m.pk for m in messages], viewer_id=viewer_id)
+    return [
+        for_viewer(message_to_dict(m, room_slug=room_slug, reactions=reactions.get(m.pk, [])), viewer_id)
+        for m in messages
+    ]
 
 
 @dataclass(frozen=True)
@@ -99,7 +146,7 @@ def messages_search(*, user: User, query: str, room: Room | None = None, limit: 
     """
     qs = Message.objects.filter(
         room__in=rooms_readable_by(user=user).values("pk"), deleted_at__isnull=True
-    ).select_related("author", "room")
+    ).select_related("author", "room", QUOTE)
     if room is not None:
         qs = qs.filter(room=room)
     if connection.vendor == "postgresql":

@@ -13,8 +13,44 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def message_to_dict(message: Message, *, room_slug: str | None = None) -> dict[str, Any]:
-    """The full message as stored, `client_id` included; `for_viewer` hides it from others."""
+# The quoted excerpt of a reply's original, in code points.
+QUOTE_CHARS = 200
+
+
+def quote_dict(*, id: int, seq: int, author: dict[str, Any], body: str, deleted_at: datetime | None) -> dict[str, Any]:
+    """A reply's `reply_to`: the original as it is now (its first QUOTE_CHARS characters, "" once deleted)."""
+    return {
+        "id": id,
+        "seq": seq,
+        "author": author,
+        "body": "" if deleted_at else body[:QUOTE_CHARS],
+        "deleted": deleted_at is not None,
+    }
+
+
+def message_quote(message: Message) -> dict[str, Any] | None:
+    """`reply_to` of a Message (select_related("reply_to__author") keeps it free of queries)."""
+    if message.reply_to_id is None:
+        return None
+    original = message.reply_to
+    if original is None:
+        return None
+    return quote_dict(
+        id=original.pk,
+        seq=original.seq,
+        author=user_to_dict(original.author),
+        body=original.body,
+        deleted_at=original.deleted_at,
+    )
+
+
+def message_to_dict(
+    message: Message, *, room_slug: str | None = None, reactions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The full message as stored, `client_id` included; `for_viewer` hides it from others.
+
+    `reactions` come from `messaging.selectors.reactions_for` (none given: []).
+    """
     return message_dict(
         id=message.pk,
         room_slug=room_slug or message.room.slug,
@@ -25,6 +61,8 @@ def message_to_dict(message: Message, *, room_slug: str | None = None) -> dict[s
         created_at=message.created_at,
         edited_at=message.edited_at,
         deleted_at=message.deleted_at,
+        reply_to=message_quote(message),
+        reactions=reactions,
     )
 
 
@@ -39,6 +77,8 @@ def message_dict(
     created_at: datetime,
     edited_at: datetime | None = None,
     deleted_at: datetime | None = None,
+    reply_to: dict[str, Any] | None = None,
+    reactions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`message_to_dict` from the columns, for writers that never build a Message (group commit)."""
     return {
@@ -51,6 +91,8 @@ def message_dict(
         "created_at": iso(created_at),
         "edited_at": iso(edited_at),
         "deleted": deleted_at is not None,
+        "reply_to": reply_to,
+        "reactions": reactions if reactions is not None else [],
     }
 
 

@@ -6,23 +6,27 @@ socket ever hears of a row that could still roll back.
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import emoji as emoji_lib
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.serializers import user_to_dict
 from common.errors import BadRequest, ChatError, Forbidden, NotFound, RateLimited, RoomLocked, TooLong
 from common.ratelimit import parse_rate, rate_limit_hit
 from common.realtime import group_send_sync
 from rooms.models import Ban, Membership, Room, room_group_name
+from rooms.selectors import room_check_readable
 
-from .models import Message
-from .serializers import message_dict, message_to_dict
+from .models import Message, Reaction
+from .selectors import reactions_for
+from .serializers import message_dict, message_to_dict, quote_dict
 
 
 def clean_body(body: Any) -> str:
@@ -38,6 +42,15 @@ def clean_body(body: Any) -> str:
     if len(body) > settings.CHAT_MAX_BODY:
         raise TooLong(f"body is limited to {settings.CHAT_MAX_BODY} characters (got {len(body)}).")
     return body
+
+
+def clean_reply_to(reply_to: Any) -> int | None:
+    """A reply's target id: null or a positive integer (whether it exists, and where, is checked later)."""
+    if reply_to is None:
+        return None
+    if isinstance(reply_to, bool) or not isinstance(reply_to, int) or reply_to < 1:
+        raise BadRequest("reply_to must be a message id or null.")
+    return reply_to
 
 
 def clean_client_id(client_id: Any, *, required: bool = False) -> str | None:
@@ -57,7 +70,9 @@ def _publish_sync(events: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def _message_event(room: Room, event_type: str, message: Message) -> tuple[str, dict[str, Any]]:
-    payload = message_to_dict(message, room_slug=room.slug)
+    # One payload for every viewer: counts are right, `me` is false (docs/protocol.md, "Reactions").
+    reactions = reactions_for(message_ids=[message.pk], viewer_id=None).get(message.pk, [])
+    payload = message_to_dict(message, room_slug=room.slug, reactions=reactions)
     return room.group_name, {"type": event_type, "room_id": room.pk, "seq": message.seq, "message": payload}
 
 
@@ -74,6 +89,8 @@ class NewMessage:
     author: User
     body: Any
     client_id: str | None = None
+    # The id of a message in the same room, or None (clean_reply_to).
+    reply_to: Any = None
 
 
 @dataclass
@@ -96,7 +113,13 @@ class Posted:
 
 
 def message_create(
-    *, room: Room, author: User, body: Any, client_id: str | None = None, rate_limit: bool = True
+    *,
+    room: Room,
+    author: User,
+    body: Any,
+    client_id: str | None = None,
+    reply_to: Any = None,
+    rate_limit: bool = True,
 ) -> tuple[Message, bool]:
     """Persist a message and broadcast it to the room once committed.
 
@@ -105,11 +128,12 @@ def message_create(
     The seq comes from the room row, bumped under its lock in the insert's
     transaction: gap-free and in commit order across any number of processes.
 
-    Raises BadRequest/TooLong (input), NotFound (private room, not a member),
-    Forbidden (banned), RoomLocked, RateLimited.
+    Raises BadRequest/TooLong (input), NotFound (private room, not a member;
+    `reply_to` not a message of this room), Forbidden (banned), RoomLocked,
+    RateLimited.
     """
     (posted,) = messages_create(
-        requests=[NewMessage(room_id=room.pk, author=author, body=body, client_id=client_id)],
+        requests=[NewMessage(room_id=room.pk, author=author, body=body, client_id=client_id, reply_to=reply_to)],
         rate_limit=rate_limit,
     )
     if posted.error is not None:
@@ -117,7 +141,7 @@ def message_create(
     assert posted.data is not None
     if not posted.created:
         # The original may have been edited or deleted since: read it as it is now.
-        return Message.objects.select_related("author", "room").get(pk=posted.data["id"]), False
+        return Message.objects.select_related("author", "room", "reply_to__author").get(pk=posted.data["id"]), False
     data = posted.data
     # Everything of a new row is known: no need to read it back.
     columns = {
@@ -128,10 +152,13 @@ def message_create(
         "body": data["body"],
         "client_id": data["client_id"],
         "created_at": datetime.fromisoformat(data["created_at"]),
+        "reply_to_id": data["reply_to"]["id"] if data["reply_to"] else None,
     }
     fields = [field.attname for field in Message._meta.concrete_fields]
     message = Message.from_db(DEFAULT_DB_ALIAS, fields, [columns.get(name) for name in fields])
     message.room, message.author = room, author
+    if message.reply_to_id is not None:
+        message.reply_to = Message.objects.select_related("author").get(pk=message.reply_to_id)
     return message, True
 
 
@@ -170,6 +197,8 @@ def messages_create(
         try:
             body = clean_body(req.body)
             clean_client_id(req.client_id)
+            if req.reply_to is not None:
+                req = replace(req, reply_to=clean_reply_to(req.reply_to))
         except ChatError as exc:
             results[i].error = exc
             continue
@@ -231,6 +260,7 @@ class _Stored(NamedTuple):
     edited_at: datetime | None
     deleted_at: datetime | None
     room_slug: str
+    reply_to: dict[str, Any] | None
 
 
 class _LockedRoom(NamedTuple):
@@ -283,11 +313,14 @@ def _stored(cursor: CursorWrapper, pending: list[_Pending]) -> dict[_Key, _Store
         return {}
     rows, params = _rows(("bigint", "bigint", "text"), keys)
     # `client_id IS NOT NULL` lets PostgreSQL use the partial idempotency index.
+    # The reply's original joins in (LEFT: most messages reply to nothing), so
+    # a retry's answer quotes it as it is now, in the same one statement.
     cursor.execute(
         "SELECT m.room_id, m.author_id, m.client_id, m.id, m.seq, m.body, m.created_at, m.edited_at,"  # noqa: S608
-        f" m.deleted_at, r.slug FROM {rows} JOIN messaging_message m ON m.room_id = v.column1"
+        f" m.deleted_at, r.slug, {_QUOTE_COLUMNS} FROM {rows} JOIN messaging_message m ON m.room_id = v.column1"
         " AND m.author_id = v.column2 AND m.client_id = v.column3 AND m.client_id IS NOT NULL"
-        " JOIN rooms_room r ON r.id = m.room_id",
+        " JOIN rooms_room r ON r.id = m.room_id"
+        " LEFT JOIN messaging_message q ON q.id = m.reply_to_id LEFT JOIN accounts_user qa ON qa.id = q.author_id",
         params,
     )
     found = cursor.fetchall()
@@ -295,9 +328,41 @@ def _stored(cursor: CursorWrapper, pending: list[_Pending]) -> dict[_Key, _Store
         return {}
     read = _read_datetime()
     return {
-        (room_id, author_id, client_id): _Stored(id_, seq, body, read(created), read(edited), read(deleted), slug)
-        for room_id, author_id, client_id, id_, seq, body, created, edited, deleted, slug in found
+        (room_id, author_id, client_id): _Stored(
+            id_, seq, body, read(created), read(edited), read(deleted), slug, _quote(quote, read)
+        )
+        for room_id, author_id, client_id, id_, seq, body, created, edited, deleted, slug, *quote in found
     }
+
+
+# A reply's original and its author, as `q` and `qa`.
+_QUOTE_COLUMNS = "q.id, q.room_id, q.seq, q.body, q.deleted_at, qa.id, qa.username, qa.display_name"
+
+
+def _quote(columns: Sequence[Any], read: Callable[[Any], Any]) -> dict[str, Any] | None:
+    """`reply_to` from _QUOTE_COLUMNS (None when the LEFT JOIN found nothing)."""
+    id_, _room_id, seq, body, deleted, author_id, username, display_name = columns
+    if id_ is None:
+        return None
+    author = {"id": author_id, "username": username, "display_name": display_name or username}
+    return quote_dict(id=id_, seq=seq, author=author, body=body, deleted_at=read(deleted))
+
+
+def _quotes(cursor: CursorWrapper, ids: list[int]) -> dict[int, tuple[int, dict[str, Any]]]:
+    """The batch's reply targets in one statement: id -> (room_id, `reply_to`)."""
+    where, params = _in("q.id", ids)
+    cursor.execute(
+        f"SELECT {_QUOTE_COLUMNS} FROM messaging_message q JOIN accounts_user qa ON qa.id = q.author_id"  # noqa: S608
+        f" WHERE {where}",
+        params,
+    )
+    read = _read_datetime()
+    quotes: dict[int, tuple[int, dict[str, Any]]] = {}
+    for row in cursor.fetchall():
+        quote = _quote(row, read)
+        assert quote is not None
+        quotes[row[0]] = (row[1], quote)
+    return quotes
 
 
 def _stored_dict(stored: _Stored, req: NewMessage) -> dict[str, Any]:
@@ -311,6 +376,7 @@ def _stored_dict(stored: _Stored, req: NewMessage) -> dict[str, Any]:
         created_at=stored.created_at,
         edited_at=stored.edited_at,
         deleted_at=stored.deleted_at,
+        reply_to=stored.reply_to,
     )
 
 
@@ -367,6 +433,9 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
         private_ids = [room_id for room_id, room in rooms.items() if room.is_private]
         members = _pairs(cursor, "rooms_membership", private_ids, author_ids) if private_ids else set()
         last_seq = {room_id: room.last_seq for room_id, room in rooms.items()}
+        # Every reply target of the batch in one statement (none when nobody replies).
+        reply_ids = sorted({req.reply_to for _, req, _ in pending if req.reply_to is not None})
+        quotes = _quotes(cursor, reply_ids) if reply_ids else {}
         new_rows: list[tuple[int, NewMessage, str, int]] = []
         first_of: dict[_Key, int] = {}
         repeats: list[tuple[int, int]] = []
@@ -381,6 +450,11 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
                 continue
             room = rooms.get(req.room_id)
             error = _refusal(room, req, members, banned)
+            if error is None and req.reply_to is not None:
+                target = quotes.get(req.reply_to)
+                if target is None or target[0] != req.room_id:
+                    # Another room's message is as unknown as a missing one.
+                    error = NotFound("No such message to reply to in this room.")
             if error is not None:
                 outcomes[i] = Posted(error=error)
                 continue
@@ -406,6 +480,7 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
                 body=body,
                 client_id=req.client_id,
                 created_at=now,
+                reply_to=quotes[req.reply_to][1] if req.reply_to is not None else None,
             )
             outcomes[i] = Posted(data=data, created=True)
             events.append(
@@ -422,12 +497,12 @@ def _insert_messages(
 ) -> dict[tuple[int, int], int]:
     """One multi-row INSERT; the new ids by (room_id, seq), since RETURNING promises no order."""
     rows, params = _rows(
-        ("bigint", "bigint", "bigint", "text", "text"),
-        [(req.room_id, seq, req.author.pk, body, req.client_id) for _, req, body, seq in new_rows],
+        ("bigint", "bigint", "bigint", "text", "text", "bigint"),
+        [(req.room_id, seq, req.author.pk, body, req.client_id, req.reply_to) for _, req, body, seq in new_rows],
     )
     cursor.execute(
-        "INSERT INTO messaging_message (room_id, seq, author_id, body, client_id, created_at)"  # noqa: S608
-        f" SELECT v.column1, v.column2, v.column3, v.column4, v.column5, %s FROM {rows}"
+        "INSERT INTO messaging_message (room_id, seq, author_id, body, client_id, reply_to_id, created_at)"  # noqa: S608
+        f" SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, %s FROM {rows}"
         " RETURNING room_id, seq, id",
         [connection.ops.adapt_datetimefield_value(now), *params],
     )
@@ -472,7 +547,11 @@ def message_edit(*, message: Message, actor: User, body: Any) -> Message:
     if message.author_id != actor.pk:
         raise Forbidden("Only the author can edit a message.")
     with transaction.atomic():
-        current = Message.objects.select_for_update().select_related("author", "room").get(pk=message.pk)
+        current = (
+            Message.objects.select_for_update(of=("self", "room", "author"))
+            .select_related("author", "room", "reply_to__author")
+            .get(pk=message.pk)
+        )
         if current.deleted_at is not None:
             raise BadRequest("A deleted message cannot be edited.")
         if Ban.objects.filter(room_id=current.room_id, user=actor).exists():
@@ -493,7 +572,11 @@ def message_delete(*, message: Message, actor: User) -> Message:
     Deleting twice is a no-op that returns the deleted message.
     """
     with transaction.atomic():
-        current = Message.objects.select_for_update().select_related("author", "room").get(pk=message.pk)
+        current = (
+            Message.objects.select_for_update(of=("self", "room", "author"))
+            .select_related("author", "room", "reply_to__author")
+            .get(pk=message.pk)
+        )
         if current.author_id != actor.pk and not actor.is_staff:
             membership = Membership.objects.filter(room_id=current.room_id, user=actor).first()
             if membership is None or not membership.can_moderate:
@@ -506,3 +589,80 @@ def message_delete(*, message: Message, actor: User) -> Message:
             current.save(update_fields=["deleted_at", "deleted_by"])
             _broadcast(current.room, "chat.message_deleted", current)
     return current
+
+
+# --- reactions -------------------------------------------------------------------
+
+MAX_REACTIONS = 20  # distinct emoji per message
+
+
+def clean_emoji(value: Any) -> str:
+    """Exactly one fully-qualified Unicode emoji sequence (Unicode's emoji data, via the `emoji` package).
+
+    "👍", "👍🏽", "❤️", "👨‍👩‍👧" and "🇫🇷" pass; "a", ":)", "👍👍", an
+    unqualified "❤" (no VS16) or a lone skin-tone modifier do not.
+    """
+    if not isinstance(value, str) or not value or len(value) > 32:
+        raise BadRequest("emoji must be one emoji.")
+    data = emoji_lib.EMOJI_DATA.get(value)
+    if data is None or data.get("status") != emoji_lib.STATUS["fully_qualified"] or not emoji_lib.is_emoji(value):
+        raise BadRequest("emoji must be one fully-qualified Unicode emoji.")
+    return value
+
+
+def reaction_set(*, user: User, message_id: int, emoji: Any, on: Any, room_id: int | None = None) -> Message:
+    """Add (`on`) or remove the user's `emoji` on a message; broadcasts `reaction` when something changed.
+
+    Adding twice counts once and removing what is not there is a no-op (no
+    event). Anyone who can read the room and is not banned may react; a
+    locked room refuses (RoomLocked), a deleted message takes no new ones.
+    `room_id`, when given (the websocket's `room`), must be the message's room.
+
+    The message row is locked (FOR NO KEY UPDATE, which does not block
+    replies' inserts), so toggles of one message from any number of processes
+    take turns: the 20-emoji limit holds and each event's `count`, read from
+    the Reaction rows, is exact as of its commit.
+    """
+    emoji = clean_emoji(emoji)
+    if not isinstance(on, bool):
+        raise BadRequest("on must be true or false.")
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("room")
+            .filter(pk=message_id)
+            .first()
+        )
+        if message is None or (room_id is not None and message.room_id != room_id):
+            raise NotFound("No such message.")
+        room = message.room
+        try:
+            room_check_readable(room=room, user=user)
+        except NotFound:
+            raise NotFound("No such message.") from None
+        if room.is_locked:
+            raise RoomLocked()
+        if on:
+            if message.deleted_at is not None:
+                raise BadRequest("A deleted message takes no reactions.")
+            if Reaction.objects.filter(message=message, user=user, emoji=emoji).exists():
+                return message
+            used = dict(Reaction.objects.filter(message=message).values_list("emoji", "rank").distinct())
+            if emoji not in used and len(used) >= MAX_REACTIONS:
+                raise BadRequest(f"A message takes at most {MAX_REACTIONS} different emoji.")
+            rank = used[emoji] if emoji in used else max(used.values(), default=0) + 1
+            Reaction.objects.create(message=message, user=user, emoji=emoji, rank=rank)
+        elif not Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()[0]:
+            return message
+        count = Reaction.objects.filter(message=message, emoji=emoji).count()
+        event = {
+            "type": "chat.reaction",
+            "room": room.slug,
+            "message_id": message.pk,
+            "emoji": emoji,
+            "user": user_to_dict(user),
+            "on": on,
+            "count": count,
+        }
+        transaction.on_commit(lambda: group_send_sync(room.group_name, event))
+    return message

@@ -18,8 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import ChatError, Forbidden, NotFound
-from messaging.selectors import messages_history
-from messaging.serializers import for_viewer, message_to_dict
+from messaging.selectors import messages_history, messages_to_dicts
 
 from .models import SLUG_RE
 from .selectors import room_check_readable, room_get_visible, rooms_visible_to
@@ -140,7 +139,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         # A DM's other participants: "Message" on the only one of them would lead back here.
         "dm_with": [m.user.username for m in getattr(room, "dm_others", [])] if room.is_dm else [],
         "can_moderate": can_moderate,
-        "messages": [for_viewer(message_to_dict(m, room_slug=room.slug), user.pk) for m in history],
+        "messages": messages_to_dicts(history, viewer_id=user.pk, room_slug=room.slug),
         "has_older": page.has_older,
         "history_size": HISTORY_SIZE,
     }

@@ -41,7 +41,13 @@
     status: $("conn-status"),
     banner: $("banner"),
     lockedBadge: $("locked-badge"),
+    replyBar: $("reply-bar"),
+    replyBarText: $("reply-bar-text"),
+    replyCancel: $("reply-cancel"),
   };
+  // The reaction picker's choices; any single emoji works over the APIs.
+  const COMMON_EMOJI = ["👍", "❤️", "😂", "🎉", "👀", "🙏", "✅", "🔥"];
+  const QUOTE_CHARS = 200;
 
   const state = {
     // Highest seq such that every message up to it has been received: what
@@ -59,6 +65,8 @@
     readSent: 0,
     readTimer: null,
     lastTypingSent: 0,
+    byId: new Map(), // message id -> seq
+    replyTo: null, // the message the composer replies to
   };
 
   // --- helpers ---------------------------------------------------------------
@@ -198,14 +206,29 @@
     }
     li.appendChild(head);
 
+    if (m.reply_to) li.appendChild(buildQuote(m.reply_to));
     if (m.deleted) {
       li.classList.add("msg-deleted");
       li.appendChild(el("div", "msg-body", "This message was deleted."));
       return li;
     }
     li.appendChild(el("div", "msg-body", m.body));
+    if (m.reactions && m.reactions.length) li.appendChild(buildReactions(m));
 
     const actions = el("div", "msg-actions");
+    const reply = el("button", "msg-action", "Reply");
+    reply.type = "button";
+    reply.addEventListener("click", () => startReply(m));
+    actions.appendChild(reply);
+    const react = el("button", "msg-action msg-action-react", "React");
+    react.type = "button";
+    react.setAttribute("aria-haspopup", "true");
+    react.setAttribute("aria-label", "Add reaction");
+    react.addEventListener("click", (e) => {
+      e.stopPropagation();
+      togglePicker(m, react);
+    });
+    actions.appendChild(react);
     if (m.author.id === ME.id) {
       const edit = el("button", "msg-action", "Edit");
       edit.type = "button";
@@ -221,6 +244,154 @@
     if (actions.childElementCount) li.appendChild(actions);
     return li;
   }
+
+  // --- replies and reactions ---------------------------------------------------------
+
+  function buildQuote(q) {
+    // A button: clicking it scrolls to the original when it is loaded.
+    const quote = el("button", "msg-quote");
+    quote.type = "button";
+    quote.dataset.replyTo = String(q.id);
+    quote.appendChild(el("span", "msg-quote-author", q.author.display_name || q.author.username));
+    quote.appendChild(el("span", "msg-quote-body", q.deleted ? "Original message was deleted" : q.body));
+    if (q.deleted) quote.classList.add("msg-quote-deleted");
+    quote.title = state.byId.has(q.id) ? "Show the original message" : "The original is further up in the history";
+    quote.addEventListener("click", () => scrollToMessage(q.id));
+    return quote;
+  }
+
+  function scrollToMessage(id) {
+    const seq = state.byId.get(id);
+    const entry = seq === undefined ? null : state.bySeq.get(seq);
+    if (!entry) {
+      showBanner("The original message is not loaded; use “Load older messages” to find it.", "info");
+      return;
+    }
+    entry.el.scrollIntoView({ block: "center", behavior: "smooth" });
+    entry.el.classList.remove("msg-flash");
+    void entry.el.offsetWidth; // restart the animation
+    entry.el.classList.add("msg-flash");
+  }
+
+  function buildReactions(m) {
+    const row = el("div", "msg-reactions");
+    for (const r of m.reactions) {
+      const chip = el("button", "reaction-chip");
+      chip.type = "button";
+      chip.dataset.emoji = r.emoji;
+      chip.setAttribute("aria-pressed", r.me ? "true" : "false");
+      chip.setAttribute("aria-label", `${r.emoji} ${r.count}${r.me ? ", including you" : ""}`);
+      chip.title = r.me ? "Remove your reaction" : "React with this too";
+      chip.append(el("span", "reaction-emoji", r.emoji), el("span", "reaction-count", String(r.count)));
+      chip.addEventListener("click", () => react(m.id, r.emoji, !r.me));
+      row.appendChild(chip);
+    }
+    return row;
+  }
+
+  function react(messageId, emoji, on) {
+    if (state.locked || state.blocked) return;
+    send({ type: "react", room: ROOM, message_id: messageId, emoji, on, ref: `react-${messageId}` });
+  }
+
+  let picker = null;
+  function closePicker() {
+    if (picker) picker.remove();
+    picker = null;
+  }
+
+  function togglePicker(m, anchor) {
+    const same = picker && picker.dataset.for === String(m.id);
+    closePicker();
+    if (same) return;
+    picker = el("div", "reaction-picker");
+    picker.dataset.for = String(m.id);
+    picker.setAttribute("role", "menu");
+    const mine = new Set((m.reactions || []).filter((r) => r.me).map((r) => r.emoji));
+    for (const emoji of COMMON_EMOJI) {
+      const choice = el("button", "reaction-choice", emoji);
+      choice.type = "button";
+      choice.setAttribute("role", "menuitem");
+      choice.setAttribute("aria-label", `React with ${emoji}`);
+      choice.addEventListener("click", (e) => {
+        e.stopPropagation();
+        closePicker();
+        react(m.id, emoji, !mine.has(emoji));
+      });
+      picker.appendChild(choice);
+    }
+    anchor.closest(".msg").appendChild(picker);
+  }
+  document.addEventListener("click", (e) => {
+    if (picker && !picker.contains(e.target)) closePicker();
+  });
+
+  function onReaction(frame) {
+    if (frame.room !== ROOM) return;
+    const seq = state.byId.get(frame.message_id);
+    const entry = seq === undefined ? null : state.bySeq.get(seq);
+    if (!entry) return;
+    const data = { ...entry.data, reactions: (entry.data.reactions || []).map((r) => ({ ...r })) };
+    let r = data.reactions.find((x) => x.emoji === frame.emoji);
+    if (!r) {
+      r = { emoji: frame.emoji, count: 0, me: false };
+      data.reactions.push(r);
+    }
+    r.count = frame.count;
+    if (frame.user.id === ME.id) r.me = frame.on;
+    data.reactions = data.reactions.filter((x) => x.count > 0);
+    refresh(entry, data);
+  }
+
+  /** Replace a message's data, rebuilding it unless it is being edited. */
+  function refresh(entry, data) {
+    if (entry.editing) {
+      entry.data = data;
+      return;
+    }
+    upsert(data);
+  }
+
+  function codePoints(text, n) {
+    return Array.from(text).slice(0, n).join("");
+  }
+
+  /** An edit or deletion: keep our own `me` (events carry me=false) and update replies' quotes. */
+  function mergeUpdate(m) {
+    const entry = state.bySeq.get(m.seq);
+    if (entry && entry.data.reactions && m.reactions) {
+      const mine = new Set(entry.data.reactions.filter((r) => r.me).map((r) => r.emoji));
+      m = { ...m, reactions: m.reactions.map((r) => ({ ...r, me: r.me || mine.has(r.emoji) })) };
+    }
+    for (const other of state.bySeq.values()) {
+      const q = other.data.reply_to;
+      if (!q || q.id !== m.id) continue;
+      const body = m.deleted ? "" : codePoints(m.body, QUOTE_CHARS);
+      refresh(other, { ...other.data, reply_to: { ...q, body, deleted: m.deleted } });
+    }
+    return m;
+  }
+
+  function startReply(m) {
+    state.replyTo = m;
+    els.replyBarText.textContent = "";
+    els.replyBarText.append(
+      el("span", "reply-bar-label", "Replying to "),
+      el("strong", null, m.author.display_name || m.author.username),
+      el("span", "reply-bar-body", codePoints(m.body, 80)),
+    );
+    els.replyBar.hidden = false;
+    els.input.focus();
+  }
+
+  function cancelReply() {
+    state.replyTo = null;
+    els.replyBar.hidden = true;
+  }
+  els.replyCancel.addEventListener("click", () => {
+    cancelReply();
+    els.input.focus();
+  });
 
   /** Insert or replace a message, keeping the list in seq order. */
   function upsert(m) {
@@ -244,6 +415,7 @@
       if (state.oldestSeq === null || m.seq < state.oldestSeq) state.oldestSeq = m.seq;
     }
     state.bySeq.set(m.seq, { data: m, el: node });
+    state.byId.set(m.id, m.seq);
     if (m.client_id && state.pending.has(m.client_id)) settlePending(m.client_id);
     if (stick) scrollToBottom();
   }
@@ -260,7 +432,7 @@
     if (m.room !== ROOM || !state.bySeq.has(m.seq)) return;
     const entry = state.bySeq.get(m.seq);
     if (entry.editing) entry.editing = false;
-    upsert(m);
+    upsert(mergeUpdate(m));
   }
 
   function startEdit(seq) {
@@ -413,7 +585,9 @@
 
   function transmit(p) {
     if (!state.joined) return; // resent once the socket has rejoined
-    send({ type: "send", room: ROOM, body: p.body, client_id: p.clientId, ref: p.clientId });
+    const frame = { type: "send", room: ROOM, body: p.body, client_id: p.clientId, ref: p.clientId };
+    if (p.replyTo) frame.reply_to = p.replyTo;
+    send(frame);
   }
 
   function submitComposer() {
@@ -424,7 +598,8 @@
       return;
     }
     hideBanner();
-    const p = { clientId: newClientId(), body };
+    const p = { clientId: newClientId(), body, replyTo: state.replyTo ? state.replyTo.id : null };
+    cancelReply();
     state.pending.set(p.clientId, p);
     renderPending(p);
     transmit(p);
@@ -680,6 +855,9 @@
         if (!frame.online) clearTyping(frame.user.id);
         renderOnline();
         break;
+      case "reaction":
+        onReaction(frame);
+        break;
       case "room_updated":
         if (frame.room.slug !== ROOM) break;
         state.locked = frame.room.is_locked;
@@ -715,6 +893,15 @@
   }
 
   function onError(frame) {
+    if (frame.ref && frame.ref.startsWith("react-") && frame.code !== "forbidden") {
+      // A refused reaction concerns that message only; the room stays usable.
+      if (frame.code === "room_locked") {
+        state.locked = true;
+        updateComposer();
+      }
+      showBanner(frame.detail || "That reaction was refused.");
+      return;
+    }
     if (frame.ref && state.pending.has(frame.ref)) {
       onSendError(state.pending.get(frame.ref), frame);
       return;
@@ -748,6 +935,8 @@
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submitComposer();
+    } else if (e.key === "Escape" && state.replyTo) {
+      cancelReply();
     }
   });
   els.input.addEventListener("input", () => {

@@ -14,7 +14,19 @@ from tests.factories import MembershipFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 
-MESSAGE_KEYS = {"id", "room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted"}
+MESSAGE_KEYS = {
+    "id",
+    "room",
+    "seq",
+    "author",
+    "body",
+    "client_id",
+    "created_at",
+    "edited_at",
+    "deleted",
+    "reply_to",
+    "reactions",
+}
 
 
 def fill(room: Room, author, count: int) -> None:
@@ -158,6 +170,8 @@ def test_history_hides_client_id_from_others_and_blanks_deleted(api, alice, bob,
         "created_at": None,
         "edited_at": None,
         "deleted": True,
+        "reply_to": None,
+        "reactions": [],
     }
     assert mine.seq == 1
 

@@ -1,5 +1,7 @@
 """Group commit's write path: a fixed number of statements per batch, whatever its size."""
 
+from dataclasses import replace
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -139,3 +141,50 @@ def test_any_text_survives_the_batch_statements(alice, lobby):
     again = messages_create(requests=requests[1::2])
     assert [r.created for r in again] == [False] * 5
     assert [r.data["body"] for r in again] == texts[1::2]
+
+
+def test_reply_targets_cost_one_statement_for_the_whole_batch(alice, lobby, django_capture_on_commit_callbacks):
+    """Replies: every target of a batch is checked (same room, exists) and quoted in one more statement."""
+    rooms = [lobby, *(RoomFactory(created_by=alice) for _ in range(3))]
+    targets = {room.pk: message_create(room=room, author=alice, body=f"original in {room.slug}")[0] for room in rooms}
+    elsewhere = message_create(room=RoomFactory(created_by=alice), author=alice, body="elsewhere")[0]
+
+    def batch(size: int, tag: str, replies: bool) -> list[NewMessage]:
+        requests = _batch(rooms, [alice], size, tag)
+        if not replies:
+            return requests
+        requests = [replace(r, reply_to=targets[r.room_id].pk) for r in requests]
+        # Another room's message and an unknown id: not_found, in the same statement.
+        requests[0] = replace(requests[0], reply_to=elsewhere.pk)
+        requests[-1] = replace(requests[-1], reply_to=elsewhere.pk + 1000)
+        return requests
+
+    counts = {}
+    for size in (3, 40):
+        for replies in (False, True):
+            requests = batch(size, f"{size}-{replies}", replies)
+            with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as ctx:
+                results = messages_create(requests=requests, rate_limit=False, publish=lambda events: None)
+            counts[(size, replies)] = len(ctx.captured_queries)
+            if not replies:
+                continue
+            assert results[0].error is not None and results[0].error.code == "not_found"
+            assert results[-1].error is not None and results[-1].error.code == "not_found"
+            for req, posted in zip(requests[1:-1], results[1:-1], strict=True):
+                assert posted.created and posted.data is not None
+                stored = Message.objects.select_related("room", "author", "reply_to__author").get(pk=posted.message_id)
+                assert stored.reply_to_id == req.reply_to
+                assert posted.data == message_to_dict(stored)
+                assert posted.data["reply_to"]["body"] == f"original in {stored.room.slug}"
+    assert counts[(3, True)] == counts[(40, True)] == counts[(3, False)] + 1 == counts[(40, False)] + 1
+    # Nothing of the refused requests was stored.
+    assert not Message.objects.filter(client_id__in=["3-True-0", "3-True-2", "40-True-0", "40-True-39"]).exists()
+
+
+def test_a_retry_quotes_the_original_as_it_is_now(alice, bob, lobby):
+    original, _ = message_create(room=lobby, author=alice, body="question")
+    reply, _ = message_create(room=lobby, author=bob, body="answer", client_id="k", reply_to=original.pk)
+    message_edit(message=original, actor=alice, body="better question")
+    (again,) = messages_create(requests=[NewMessage(room_id=lobby.pk, author=bob, body="answer", client_id="k")])
+    assert not again.created and again.data is not None
+    assert again.data["id"] == reply.pk and again.data["reply_to"]["body"] == "better question"
