@@ -138,6 +138,9 @@ class RoomSerializer(serializers.Serializer):
     is_locked = serializers.BooleanField()
     last_seq = serializers.IntegerField(help_text="seq of the newest message, 0 when there is none.")
     unread_count = serializers.IntegerField(help_text="last_seq minus your read marker; 0 when not a member.")
+    mention_count = serializers.IntegerField(
+        help_text="Messages mentioning you above your read marker (deleted ones excluded); 0 when not a member."
+    )
     is_member = serializers.BooleanField()
 
 
@@ -180,12 +183,22 @@ class MessageSerializer(serializers.Serializer):
     deleted = serializers.BooleanField()
     reply_to = QuoteSerializer(allow_null=True, help_text="The message this one replies to, as it is now; or null.")
     reactions = ReactionSerializer(many=True, help_text="In order of first use; at most 20.")
+    mentions = UserSerializer(
+        many=True,
+        help_text="Users mentioned as @username who can read the room, in order of first appearance; "
+        "never the author; [] once deleted.",
+    )
 
 
 class MessagePageSerializer(serializers.Serializer):
     results = MessageSerializer(many=True, help_text="Ascending by seq.")
     previous = serializers.URLField(allow_null=True, help_text="Older page; null when nothing is older.")
     next = serializers.URLField(allow_null=True, help_text="Newer page; null when this page ends at the newest.")
+
+
+class MentionPageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True, help_text="Messages that mention you, newest first.")
+    next = serializers.URLField(allow_null=True, help_text="Older mentions; null when there are none.")
 
 
 class SearchPageSerializer(serializers.Serializer):

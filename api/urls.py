@@ -21,6 +21,7 @@ urlpatterns = [
     path("messages/<int:message_id>/", views.MessageDetailView.as_view(), name="api-message"),
     path("messages/<int:message_id>/reactions/<str:emoji>/", views.ReactionView.as_view(), name="api-message-reaction"),
     path("search/", views.SearchView.as_view(), name="api-search"),
+    path("mentions/", views.MentionListView.as_view(), name="api-mentions"),
     # Plain application/json first, so browsers show it and any client parses it;
     # Accept: application/vnd.oai.openapi+json still gets that media type.
     path(

@@ -25,7 +25,14 @@ from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import BadRequest, NotFound
 from messaging.models import Message
-from messaging.selectors import message_get, messages_history, messages_search, messages_to_dicts
+from messaging.selectors import (
+    mentions_page,
+    message_get,
+    messages_history,
+    messages_search,
+    messages_to_dicts,
+    with_mention_count,
+)
 from messaging.serializers import iso
 from messaging.services import message_create, message_delete, message_edit, reaction_set
 from rooms.models import Ban, Membership, Room
@@ -112,15 +119,24 @@ def viewer(request: Request) -> User:
 
 
 def room_for_viewer(room: Room) -> dict[str, Any]:
-    """A room annotated by `rooms_visible_to`, with the viewer's `unread_count` and `is_member`."""
+    """A room annotated by `rooms_visible_to` and `with_mention_count`, with the viewer's counts and `is_member`."""
     return room_to_dict(room) | {
         "unread_count": getattr(room, "unread_count", 0) or 0,
+        "mention_count": getattr(room, "mention_count", 0) or 0,
         "is_member": bool(getattr(room, "is_member", False)),
     }
 
 
+def rooms_for_viewer(user: User) -> QuerySet[Room]:
+    """`rooms_visible_to` with `mention_count`: one query for the whole list."""
+    return with_mention_count(rooms_visible_to(user=user), user=user)
+
+
 def visible_room_response(*, slug: str, user: User, status_code: int = status.HTTP_200_OK) -> Response:
-    return Response(room_for_viewer(room_get_visible(slug=slug, user=user)), status=status_code)
+    room = rooms_for_viewer(user).filter(slug=slug).first()
+    if room is None:
+        raise NotFound("No such room.")
+    return Response(room_for_viewer(room), status=status_code)
 
 
 def message_for_viewer(message: Message, user: User) -> dict[str, Any]:
@@ -195,7 +211,7 @@ class RoomListView(APIView):
         responses={200: s.RoomSerializer(many=True), **errors(401)}, summary="Rooms you can see, your DMs included"
     )
     def get(self, request: Request) -> Response:
-        rooms: QuerySet[Room] = rooms_visible_to(user=viewer(request))
+        rooms = rooms_for_viewer(viewer(request))
         return Response([room_for_viewer(room) for room in rooms])
 
     @extend_schema(
@@ -558,3 +574,34 @@ class SearchView(APIView):
                 link["room"] = room.slug
             following = page_url(request, **link, limit=limit, offset=offset + limit)
         return Response({"results": messages_to_dicts(rows[:limit], viewer_id=user.pk), "next": following})
+
+
+# --- mentions ------------------------------------------------------------------
+
+
+class MentionListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("before", int, description="Only messages with an id below this (set by `next`)."),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Page size, default {HISTORY_DEFAULT_LIMIT}; above {HISTORY_MAX_LIMIT} is clamped.",
+            ),
+        ],
+        responses={200: s.MentionPageSerializer, **errors(400, 401)},
+        summary="Messages that mention you, newest first",
+        description=(
+            "Only rooms you can still read (not a private room you left, not a room you are banned from). "
+            "A deleted message no longer mentions anyone, so it is not listed."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        user = viewer(request)
+        params = request.query_params
+        before = int_param(params, "before")
+        limit = limit_param(params, default=HISTORY_DEFAULT_LIMIT, maximum=HISTORY_MAX_LIMIT)
+        rows = mentions_page(user=user, before=before, limit=limit + 1)
+        page = rows[:limit]
+        following = page_url(request, before=page[-1].pk, limit=limit) if len(rows) > limit else None
+        return Response({"results": messages_to_dicts(page, viewer_id=user.pk), "next": following})

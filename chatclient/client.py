@@ -115,6 +115,7 @@ class ChatClient:
         on_message: Callable[[Frame], None] | None = None,
         on_frame: Callable[[Frame], None] | None = None,
         on_reaction: Callable[[Frame], None] | None = None,
+        on_mention: Callable[[Frame], None] | None = None,
         keep_history: bool = True,
         backoff: tuple[float, float] = (0.1, 5.0),
         ping_interval: float = 30.0,
@@ -129,6 +130,11 @@ class ChatClient:
         self.on_reaction = on_reaction
         # message id -> emoji -> count, from the `reaction` events this client heard.
         self.reactions: dict[int, dict[str, int]] = {}
+        self.on_mention = on_mention
+        # `mention` events (`{"type", "room", "message"}`), oldest first: they reach every
+        # socket of the mentioned user, whatever rooms it joined; the channel layer may drop
+        # one (never repaired): GET /api/mentions/ is the complete list.
+        self.mentions: list[Frame] = []
         self.keep_history = keep_history
         self.backoff = backoff
         self.ping_interval = ping_interval
@@ -372,8 +378,16 @@ class ChatClient:
             await self._on_error(frame)
         elif kind == "reaction":
             self._on_reaction(frame)
+        elif kind == "mention":
+            self._on_mention(frame)
         if self.on_frame is not None:
             self.on_frame(frame)
+
+    def _on_mention(self, frame: Frame) -> None:
+        if self.keep_history:
+            self.mentions.append(frame)
+        if self.on_mention is not None:
+            self.on_mention(frame)
 
     def _on_reaction(self, frame: Frame) -> None:
         counts = self.reactions.setdefault(frame["message_id"], {})

@@ -18,12 +18,12 @@ from django.utils.text import Truncator
 
 from common.errors import ChatError
 
-from .models import Message, Reaction
+from .models import Mention, Message, Reaction
 from .services import message_delete
 
 FIELDS = ("room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted_at", "deleted_by")
 # Shown on a message's page: what it replies to, and its reactions (read-only, like the rest).
-CONVERSATION_FIELDS = ("reply_to_link", "reactions_summary")
+CONVERSATION_FIELDS = ("reply_to_link", "reactions_summary", "mentions_list")
 
 
 class DeletedFilter(admin.SimpleListFilter):
@@ -83,6 +83,24 @@ class MessageAdmin(admin.ModelAdmin):
             mark_safe("<br>"),
             "{} {}: {}",
             ((emoji, len(users), ", ".join(users)) for emoji, users in by_emoji.items()),
+        )
+
+    @admin.display(description="mentions")
+    def mentions_list(self, obj: Message) -> str:
+        """The users the message mentions, in order of first appearance, linked to their admin page.
+
+        None once deleted: a deleted message's mentions are removed with it.
+        """
+        mentions = Mention.objects.filter(message=obj).select_related("user").order_by("position")
+        if not mentions:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">@{}</a>',
+            (
+                (reverse("admin:accounts_user_change", args=[mention.user_id]), mention.user.username)
+                for mention in mentions
+            ),
         )
 
     @admin.display(description="deleted", boolean=True, ordering="deleted_at")

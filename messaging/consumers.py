@@ -343,10 +343,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._unsubscribe(slug)
         await self.close(code=CLOSE_DEACTIVATED)
 
+    async def user_mention(self, event: dict[str, Any]) -> None:
+        """This user was mentioned: every socket of theirs hears it, whether or not it joined the room."""
+        message = event["message"]
+        if message.get("client_id") is not None and message["author"]["id"] != self.user_id:
+            message = {**message, "client_id": None}
+        await self.write(dumps({"type": "mention", "room": event["room"], "message": message}))
+
     user_handlers = {
         "user.banned": user_banned,
         "user.left": user_left,
         "user.deactivated": user_deactivated,
+        "user.mention": user_mention,
     }
 
     # --- helpers -----------------------------------------------------------

@@ -70,3 +70,32 @@ class Reaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.emoji} on {self.message_id} by {self.user_id}"
+
+
+class Mention(models.Model):
+    """`@username` in a message, for a user who could read the room when it was written or edited.
+
+    `room` and `seq` repeat the message's so that a user's mention count above
+    their read marker is a range scan of (user, room, seq), never a count over
+    the room's history. A deleted message loses its mentions (rows removed).
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField()
+    # Order of first appearance in the body, from 0.
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # Led by message: also serves the one query per history page.
+            models.UniqueConstraint(fields=["message", "user"], name="mention_message_user_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["user", "room", "seq"], name="mention_user_room_seq"),
+            models.Index(fields=["user", "message"], name="mention_user_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.user_id} in {self.message_id}"

@@ -5,14 +5,15 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, IntegerField, Min, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from accounts.models import User
 from common.errors import NotFound
 from rooms.models import Room
 from rooms.selectors import rooms_readable_by
 
-from .models import Message, Reaction
+from .models import Mention, Message, Reaction
 from .serializers import for_viewer, message_to_dict
 
 MAX_PAGE = 200
@@ -20,10 +21,12 @@ MAX_PAGE = 200
 
 # A reply's quote is the original as it is now: joined in, never a query per message.
 QUOTE = "reply_to__author"
+# A page's mentions in one query, in order of first appearance (serializers.message_mentions).
+MENTIONS = Prefetch("mentions", queryset=Mention.objects.select_related("user").order_by("position"))
 
 
 def _base(room: Room) -> QuerySet[Message]:
-    return Message.objects.filter(room=room).select_related("author", QUOTE)
+    return Message.objects.filter(room=room).select_related("author", QUOTE).prefetch_related(MENTIONS)
 
 
 def messages_page(*, room: Room, before: int | None = None, after: int | None = None, limit: int = 50) -> list[Message]:
@@ -44,14 +47,20 @@ def messages_page(*, room: Room, before: int | None = None, after: int | None = 
 
 def messages_after(*, room_id: int, after: int, limit: int, up_to: int | None = None) -> list[Message]:
     """Messages with seq > after (and <= up_to), oldest first: replay and gap repair."""
-    qs = Message.objects.filter(room_id=room_id, seq__gt=after).select_related("author", "room", QUOTE)
+    qs = (
+        Message.objects.filter(room_id=room_id, seq__gt=after)
+        .select_related("author", "room", QUOTE)
+        .prefetch_related(MENTIONS)
+    )
     if up_to is not None:
         qs = qs.filter(seq__lte=up_to)
     return list(qs.order_by("seq")[:limit])
 
 
 def message_get(*, message_id: int) -> Message:
-    message = Message.objects.select_related("author", "room", QUOTE).filter(pk=message_id).first()
+    message = (
+        Message.objects.select_related("author", "room", QUOTE).prefetch_related(MENTIONS).filter(pk=message_id).first()
+    )
     if message is None:
         raise NotFound("No such message.")
     return message
@@ -144,9 +153,11 @@ def messages_search(*, user: User, query: str, room: Room | None = None, limit: 
     PostgreSQL: full-text search (websearch syntax: quotes, OR, -word), best
     match first. Other databases: case-insensitive substring, newest first.
     """
-    qs = Message.objects.filter(
-        room__in=rooms_readable_by(user=user).values("pk"), deleted_at__isnull=True
-    ).select_related("author", "room", QUOTE)
+    qs = (
+        Message.objects.filter(room__in=rooms_readable_by(user=user).values("pk"), deleted_at__isnull=True)
+        .select_related("author", "room", QUOTE)
+        .prefetch_related(MENTIONS)
+    )
     if room is not None:
         qs = qs.filter(room=room)
     if connection.vendor == "postgresql":
@@ -161,3 +172,41 @@ def messages_search(*, user: User, query: str, room: Room | None = None, limit: 
     else:
         qs = qs.filter(body__icontains=query).order_by("-created_at", "-id")
     return list(qs[offset : offset + limit])
+
+
+# --- mentions ----------------------------------------------------------------------
+
+
+def with_mention_count(rooms: QuerySet[Room], *, user: User) -> QuerySet[Room]:
+    """Annotate `mention_count` on rooms from `rooms.selectors.rooms_visible_to` (which gives `read_seq`).
+
+    The messages mentioning the user above their read marker, in the same one
+    query as the list: each room's count is a range scan of the
+    (user, room, seq) index above the marker, never a count over the room's
+    history. Not a member (no marker): 0, like `unread_count`. Deleted
+    messages lose their mentions, so they never count.
+    """
+    counts = (
+        Mention.objects.filter(user=user, room=OuterRef("pk"), seq__gt=OuterRef("read_seq"))
+        .order_by()
+        .values("room")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return rooms.annotate(
+        mention_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0), output_field=IntegerField())
+    )
+
+
+def mentions_page(*, user: User, before: int | None = None, limit: int = 50) -> list[Message]:
+    """Messages that mention the user, newest first (by id, below `before`), in rooms they can read now.
+
+    Walks the (user, message) index backwards; a room the user left (private),
+    or was banned from, drops out; deleted messages have no mentions.
+    """
+    rows = Mention.objects.filter(user=user, room__in=rooms_readable_by(user=user).values("pk"))
+    if before is not None:
+        rows = rows.filter(message_id__lt=before)
+    ids = list(rows.order_by("-message_id").values_list("message_id", flat=True)[:limit])
+    messages = Message.objects.filter(pk__in=ids).select_related("author", "room", QUOTE).prefetch_related(MENTIONS)
+    return sorted(messages, key=lambda message: -message.pk)

@@ -63,6 +63,7 @@ def message_to_dict(
         deleted_at=message.deleted_at,
         reply_to=message_quote(message),
         reactions=reactions,
+        mentions=message_mentions(message),
     )
 
 
@@ -79,6 +80,7 @@ def message_dict(
     deleted_at: datetime | None = None,
     reply_to: dict[str, Any] | None = None,
     reactions: list[dict[str, Any]] | None = None,
+    mentions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`message_to_dict` from the columns, for writers that never build a Message (group commit)."""
     return {
@@ -93,6 +95,8 @@ def message_dict(
         "deleted": deleted_at is not None,
         "reply_to": reply_to,
         "reactions": reactions if reactions is not None else [],
+        # A deleted message mentions nobody (its Mention rows are removed too).
+        "mentions": [] if deleted_at else list(mentions or []),
     }
 
 
@@ -101,3 +105,15 @@ def for_viewer(data: dict[str, Any], viewer_id: int | None) -> dict[str, Any]:
     if data.get("client_id") is not None and data["author"]["id"] != viewer_id:
         return {**data, "client_id": None}
     return data
+
+
+def message_mentions(message: Message) -> list[dict[str, Any]]:
+    """`mentions` of a Message: from `messaging.selectors.MENTIONS` when prefetched, else one query."""
+    cache = getattr(message, "_prefetched_objects_cache", {})
+    if "mentions" in cache:
+        rows = sorted(cache["mentions"], key=lambda mention: mention.position)
+    elif message.pk is None or message.deleted_at is not None:
+        return []
+    else:
+        rows = list(message.mentions.select_related("user").order_by("position"))
+    return [user_to_dict(mention.user) for mention in rows]

@@ -16,7 +16,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, user_group_name
 from accounts.serializers import user_to_dict
 from common.errors import BadRequest, ChatError, Forbidden, NotFound, RateLimited, RoomLocked, TooLong
 from common.ratelimit import parse_rate, rate_limit_hit
@@ -24,7 +24,8 @@ from common.realtime import group_send_sync
 from rooms.models import Ban, Membership, Room, room_group_name
 from rooms.selectors import room_check_readable
 
-from .models import Message, Reaction
+from .mentions import MentionedUser, choose_mentions, lookup_names
+from .models import Mention, Message, Reaction
 from .selectors import reactions_for
 from .serializers import message_dict, message_to_dict, quote_dict
 
@@ -466,10 +467,26 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
             read_to[(req.room_id, req.author.pk)] = seq
         if not new_rows:
             return outcomes
+        readable = _resolve_mentions(
+            cursor, {(req.room_id, name) for _, req, body, _ in new_rows for name in lookup_names(body)}
+        )
         ids = _insert_messages(cursor, new_rows, now)
+        mentioned = {
+            i: _mentions_in(body, room_id=req.room_id, author_id=req.author.pk, readable=readable)
+            for i, req, body, _ in new_rows
+        }
+        _insert_mentions(
+            cursor,
+            [
+                (ids[(req.room_id, seq)], user.id, req.room_id, seq, position)
+                for i, req, _, seq in new_rows
+                for position, user in enumerate(mentioned[i])
+            ],
+        )
         _set_last_seqs(cursor, {room_id: last_seq[room_id] for room_id, _ in read_to})
         _mark_read(cursor, read_to, now)
         events = []
+        mention_events = []
         for i, req, body, seq in new_rows:
             slug = rooms[req.room_id].slug
             data = message_dict(
@@ -481,13 +498,17 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
                 client_id=req.client_id,
                 created_at=now,
                 reply_to=quotes[req.reply_to][1] if req.reply_to is not None else None,
+                mentions=[user.to_dict() for user in mentioned[i]],
             )
             outcomes[i] = Posted(data=data, created=True)
             events.append(
                 (room_group_name(slug), {"type": "chat.message", "room_id": req.room_id, "seq": seq, "message": data})
             )
+            mention_events += _mention_events(slug, data, [user.id for user in mentioned[i]])
         for i, first in repeats:
             outcomes[i] = Posted(data=outcomes[first].data)
+        # Each message's broadcast first, then the mentioned users' notices.
+        events += mention_events
         transaction.on_commit(lambda: publish(events))
     return outcomes
 
@@ -507,6 +528,80 @@ def _insert_messages(
         [connection.ops.adapt_datetimefield_value(now), *params],
     )
     return {(room_id, seq): id_ for room_id, seq, id_ in cursor.fetchall()}
+
+
+def _resolve_mentions(
+    cursor: CursorWrapper, wanted: set[tuple[int, str]]
+) -> dict[tuple[int, str], list[MentionedUser]]:
+    """Active users who can read the room, by lower-cased username, for (room_id, name) pairs: one statement.
+
+    Readable: a public room they are not banned from, or a private one (a DM
+    included) they are a member of and not banned from. No names, no statement.
+    """
+    if not wanted:
+        return {}
+    rows, params = _rows(("bigint", "text"), sorted(wanted))
+    cursor.execute(
+        "SELECT v.column1, v.column2, u.id, u.username, u.display_name"  # noqa: S608
+        f" FROM {rows} JOIN accounts_user u ON lower(u.username) = v.column2 AND u.is_active"
+        " JOIN rooms_room r ON r.id = v.column1"
+        " WHERE (NOT r.is_private OR EXISTS ("
+        "  SELECT 1 FROM rooms_membership m WHERE m.user_id = u.id AND m.room_id = r.id))"
+        " AND NOT EXISTS (SELECT 1 FROM rooms_ban b WHERE b.user_id = u.id AND b.room_id = r.id)",
+        params,
+    )
+    found: dict[tuple[int, str], list[MentionedUser]] = {}
+    for room_id, name, id_, username, display_name in cursor.fetchall():
+        found.setdefault((room_id, name), []).append(MentionedUser(id_, username, display_name))
+    return found
+
+
+def _mentions_in(
+    body: str, *, room_id: int, author_id: int, readable: dict[tuple[int, str], list[MentionedUser]]
+) -> list[MentionedUser]:
+    by_name = {name: users for (rid, name), users in readable.items() if rid == room_id}
+    return choose_mentions(body, author_id=author_id, users_by_name=by_name)
+
+
+def _insert_mentions(cursor: CursorWrapper, mentions: list[tuple[int, int, int, int, int]]) -> None:
+    """(message_id, user_id, room_id, seq, position) rows in one INSERT; none, no statement."""
+    if not mentions:
+        return
+    rows, params = _rows(("bigint", "bigint", "bigint", "bigint", "smallint"), mentions)
+    cursor.execute(
+        "INSERT INTO messaging_mention (message_id, user_id, room_id, seq, position)"  # noqa: S608
+        f" SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM {rows}",
+        params,
+    )
+
+
+def _mention_events(slug: str, data: dict[str, Any], user_ids: list[int]) -> list[tuple[str, dict[str, Any]]]:
+    """`mention` to every socket of each user, through their user group (on any process)."""
+    return [
+        (user_group_name(user_id), {"type": "user.mention", "user_id": user_id, "room": slug, "message": data})
+        for user_id in user_ids
+    ]
+
+
+def mentions_set(*, message: Message) -> list[int]:
+    """Parse the body again and make the message's Mention rows match; returns the newly mentioned user ids.
+
+    For an edit, inside its transaction: a name the edit adds mentions (and
+    notifies) its user, a name it removes no longer mentions anyone, and those
+    mentioned before and after keep their mention without a second notice.
+    """
+    with connection.cursor() as cursor:
+        readable = _resolve_mentions(cursor, {(message.room_id, name) for name in lookup_names(message.body)})
+    users = _mentions_in(message.body, room_id=message.room_id, author_id=message.author_id, readable=readable)
+    before = set(Mention.objects.filter(message=message).values_list("user_id", flat=True))
+    Mention.objects.filter(message=message).exclude(user_id__in=[user.id for user in users]).delete()
+    for position, user in enumerate(users):
+        Mention.objects.update_or_create(
+            message=message,
+            user_id=user.id,
+            defaults={"room_id": message.room_id, "seq": message.seq, "position": position},
+        )
+    return [user.id for user in users if user.id not in before]
 
 
 def _set_last_seqs(cursor: CursorWrapper, last_seqs: dict[int, int]) -> None:
@@ -561,7 +656,11 @@ def message_edit(*, message: Message, actor: User, body: Any) -> Message:
         current.body = body
         current.edited_at = timezone.now()
         current.save(update_fields=["body", "edited_at"])
-        _broadcast(current.room, "chat.message_updated", current)
+        # Parsed again: names the edit adds notify their users, removed ones stop mentioning.
+        added = mentions_set(message=current)
+        group, event = _message_event(current.room, "chat.message_updated", current)
+        events = [(group, event), *_mention_events(current.room.slug, event["message"], added)]
+        transaction.on_commit(lambda: _publish_sync(events))
     return current
 
 
@@ -587,6 +686,8 @@ def message_delete(*, message: Message, actor: User) -> Message:
             current.deleted_at = timezone.now()
             current.deleted_by = actor
             current.save(update_fields=["deleted_at", "deleted_by"])
+            # A deleted message mentions nobody: out of mention counts and lists.
+            Mention.objects.filter(message=current).delete()
             _broadcast(current.room, "chat.message_deleted", current)
     return current
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import ChatError, Forbidden, NotFound
-from messaging.selectors import messages_history, messages_to_dicts
+from messaging.selectors import messages_history, messages_to_dicts, with_mention_count
 
 from .models import SLUG_RE
 from .selectors import room_check_readable, room_get_visible, rooms_visible_to
@@ -66,8 +66,9 @@ def home(request: HttpRequest) -> HttpResponse:
             form.add_error("slug" if "slug" in exc.detail else None, exc.detail)
         else:
             return redirect("room", slug=room.slug)
-    rooms = list(rooms_visible_to(user=user))
+    rooms = list(with_mention_count(rooms_visible_to(user=user), user=user))
     context = {
+        "badges_boot": {"me": user_to_dict(user), "current": None},
         "form": form,
         "dm_form": DmStartForm(),
         "my_rooms": [room for room in rooms if getattr(room, "is_member", False) and not room.is_dm],
@@ -125,7 +126,11 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     page = messages_history(room=room, limit=HISTORY_SIZE)
     history = page.messages
     can_moderate = user.is_staff or (membership is not None and membership.can_moderate)
-    sidebar = [r for r in rooms_visible_to(user=user) if getattr(r, "is_member", False) or r.pk == room.pk]
+    sidebar = [
+        r
+        for r in with_mention_count(rooms_visible_to(user=user), user=user)
+        if getattr(r, "is_member", False) or r.pk == room.pk
+    ]
     boot: dict[str, Any] = {
         "room": {
             "slug": room.slug,
@@ -148,5 +153,6 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "sidebar_rooms": [r for r in sidebar if not r.is_dm],
         "sidebar_dms": [r for r in sidebar if r.is_dm],
         "boot": boot,
+        "badges_boot": {"me": user_to_dict(user), "current": room.slug},
     }
     return render(request, "rooms/room.html", context)

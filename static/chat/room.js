@@ -782,6 +782,8 @@
     socket = ws;
     ws.addEventListener("open", () => {
       send({ type: "join", room: ROOM, after: state.contiguous, ref: "join" });
+      // badges.js shares this socket (one per tab) for the sidebar's live counts.
+      window.dispatchEvent(new CustomEvent("chat:open", { detail: { send } }));
     });
     ws.addEventListener("message", (event) => {
       let frame;
@@ -830,6 +832,7 @@
   }
 
   function handle(frame) {
+    window.dispatchEvent(new CustomEvent("chat:frame", { detail: frame }));
     switch (frame.type) {
       case "joined":
         onJoined(frame);

@@ -34,6 +34,7 @@ def test_open_is_201_then_200_with_the_same_room(api, alice, bob):
         "is_locked": False,
         "last_seq": 0,
         "unread_count": 0,
+        "mention_count": 0,
         "is_member": True,
     }
     again = open_dm(api, alice, "bob")

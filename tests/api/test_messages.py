@@ -26,6 +26,7 @@ MESSAGE_KEYS = {
     "deleted",
     "reply_to",
     "reactions",
+    "mentions",
 }
 
 
@@ -172,6 +173,7 @@ def test_history_hides_client_id_from_others_and_blanks_deleted(api, alice, bob,
         "deleted": True,
         "reply_to": None,
         "reactions": [],
+        "mentions": [],
     }
     assert mine.seq == 1
 

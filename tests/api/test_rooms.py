@@ -10,7 +10,18 @@ from tests.factories import MembershipFactory, MessageFactory, RoomFactory
 
 pytestmark = pytest.mark.django_db
 
-ROOM_KEYS = {"slug", "kind", "name", "description", "is_private", "is_locked", "last_seq", "unread_count", "is_member"}
+ROOM_KEYS = {
+    "slug",
+    "kind",
+    "name",
+    "description",
+    "is_private",
+    "is_locked",
+    "last_seq",
+    "unread_count",
+    "mention_count",
+    "is_member",
+}
 
 
 def test_list_shows_public_rooms_and_own_private_ones(api, alice, bob, lobby, private_room):
@@ -61,6 +72,7 @@ def test_create_room(api, bob):
         "is_locked": False,
         "last_seq": 0,
         "unread_count": 0,
+        "mention_count": 0,
         "is_member": True,
     }
     assert Membership.objects.get(room__slug="dev-talk", user=bob).role == "owner"

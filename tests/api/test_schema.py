@@ -31,6 +31,7 @@ def test_schema_is_public_json(api):
         "/api/rooms/{slug}/read/",
         "/api/messages/{message_id}/",
         "/api/search/",
+        "/api/mentions/",
         "/api/messages/{message_id}/reactions/{emoji}/",
     ):
         assert path in paths, path
@@ -70,6 +71,7 @@ def test_documented_shapes_match_real_responses(api, alice, bob, lobby):
     assert set(client.get("/api/rooms/lobby/members/").json()[0]) == keys("Member")
     assert set(client.get("/api/search/", {"q": msg.body.split()[0]}).json()) == keys("SearchPage")
     assert set(client.post("/api/rooms/lobby/read/", {"seq": 1}).json()) == keys("ReadMarkerResponse")
+    assert set(client.get("/api/mentions/").json()) == keys("MentionPage")
     assert set(client.post("/api/rooms/lobby/bans/", {"username": "bob"}).json()) == keys("Ban")
     reacted = client.client.put(f"/api/messages/{msg.pk}/reactions/%F0%9F%91%8D/").json()
     assert set(reacted) == keys("Message") and set(reacted["reactions"][0]) == keys("Reaction")

@@ -21,7 +21,8 @@ def _batch(rooms: list[Room], authors: list, size: int, tag: str) -> list[NewMes
         NewMessage(
             room_id=rooms[i % len(rooms)].pk,
             author=authors[i % len(authors)],
-            body=f"{tag} {i}",
+            # Every message mentions the next author (a reader of every room) and someone unknown.
+            body=f"{tag} {i} @{authors[(i + 1) % len(authors)].username}, @nobody{i}",
             client_id=f"{tag}-{i}",
         )
         for i in range(size)
@@ -51,11 +52,20 @@ def test_statements_do_not_grow_with_the_batch(
             stored = Message.objects.select_related("room", "author").get(pk=posted.message_id)
             assert (stored.room_id, stored.author_id, stored.body) == (req.room_id, req.author.pk, req.body)
             assert posted.data == message_to_dict(stored)
+            assert [u["id"] for u in posted.data["mentions"]] == [authors[(requests.index(req) + 1) % 4].pk]
 
     assert counts[0] == counts[1]
-    # SAVEPOINT, lock rooms, retries, bans, private memberships, INSERT, UPDATE rooms, upsert
-    # read markers, RELEASE; and the lookup of retries before the rate limit when there is one.
-    assert counts[0] == (9 if rate_limit == "off" else 10)
+    # SAVEPOINT, lock rooms, retries, bans, private memberships, resolve mentioned usernames,
+    # INSERT, INSERT mentions, UPDATE rooms, upsert read markers, RELEASE; and the lookup of
+    # retries before the rate limit when there is one.
+    assert counts[0] == (11 if rate_limit == "off" else 12)
+    mentions = [(g, e) for g, e in published if e["type"] == "user.mention"]
+    published = [(g, e) for g, e in published if e["type"] != "user.mention"]
+    assert len(mentions) == 42
+    for group, event in mentions:
+        assert group == f"user.{event['user_id']}"
+        assert [u["id"] for u in event["message"]["mentions"]] == [event["user_id"]]
+        assert event["room"] == event["message"]["room"]
 
     # Seqs per room are 1..n in request order, and so are the broadcasts.
     for room in rooms:
