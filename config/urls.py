@@ -9,5 +9,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
     path("accounts/", include("accounts.urls")),
-    path("", include("rooms.urls")),
+    path("", include("web.urls")),
 ]

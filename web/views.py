@@ -19,10 +19,9 @@ from accounts.models import User
 from accounts.serializers import user_to_dict
 from common.errors import ChatError, Forbidden, NotFound
 from messaging.selectors import messages_history, messages_to_dicts, with_mention_count
-
-from .models import SLUG_RE
-from .selectors import room_check_readable, room_get_visible, rooms_visible_to
-from .services import dm_open, room_create, room_join
+from rooms.models import SLUG_RE
+from rooms.selectors import room_check_readable, room_get_visible, rooms_visible_to
+from rooms.services import dm_open, room_create, room_join
 
 HISTORY_SIZE = 50
 

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "rooms",
     "messaging",
     "api",
+    "web",
+    "demo",
 ]
 
 MIDDLEWARE = [
