@@ -135,7 +135,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = _loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: thousands of nested brackets, which the json
+            # module refuses that way rather than with a ValueError.
             await self.send_error(None, None, BadRequest("Frames must be JSON objects."))
             return
         if not isinstance(frame, dict):

@@ -71,6 +71,12 @@ def test_malformed_json_is_400(api, bob, lobby):
     assert_error(r, 400, "bad_request")
 
 
+def test_deeply_nested_json_is_400_not_500(api, bob, lobby):
+    body = '{"body": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    r = api(bob).client.post("/api/rooms/lobby/messages/", data=body, content_type="application/json")
+    assert_error(r, 400, "bad_request")
+
+
 @pytest.mark.parametrize("payload", [[], "text", 5, None])
 def test_body_that_is_not_an_object_is_400(api, bob, lobby, payload):
     r = api(bob).client.post("/api/rooms/", data=json.dumps(payload), content_type="application/json")

@@ -294,6 +294,9 @@ async def test_presence_online_on_first_join_offline_on_last_leave(ws, alice, bo
 
 BAD_FRAMES = [
     ("not json", "bad_request"),
+    # The json module raises RecursionError, not ValueError, on this.
+    pytest.param("[" * 10_000 + "]" * 10_000, "bad_request", id="10000-nested-brackets"),
+    pytest.param('{"type": "ping", "ref": ' + "[" * 10_000 + "]" * 10_000 + "}", "bad_request", id="nested-ref"),
     ("[1, 2]", "bad_request"),
     ('"text"', "bad_request"),
     ("{}", "bad_request"),
