@@ -236,6 +236,20 @@ def client_options(kind: str) -> dict[str, Any]:
     return {"compression": "deflate" if kind == "uvicorn-deflate" else None}
 
 
+def chat_client_config(
+    cfg: dict[str, Any], kind: str, port: int, pid: int, setup_data: dict[str, Any]
+) -> dict[str, Any]:
+    """A scenario's load generator settings aimed at the chat server on `kind` (one place for every scenario)."""
+    return {
+        **cfg,
+        **client_options(kind),
+        "protocol": "chat",
+        "url": f"ws://127.0.0.1:{port}",
+        "tokens": setup_data["tokens"],
+        "server_pid": pid,
+    }
+
+
 def tutorial_server(port: int, conn_max_age: int = 0) -> contextlib.AbstractContextManager[int]:
     cmd = [str(BIN / "daphne"), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "tutorial_site.asgi:application"]
     env = {
@@ -380,17 +394,7 @@ def fanout_all(
         port = free_port()
         log(f"{name}: chat server on {kind}")
         with chat_server(port, kind) as pid:
-            out[key] = loadgen(
-                {
-                    **cfg,
-                    **client_options(kind),
-                    "protocol": "chat",
-                    "url": f"ws://127.0.0.1:{port}",
-                    "tokens": setup_data["tokens"],
-                    "server_pid": pid,
-                },
-                timeout,
-            )
+            out[key] = loadgen(chat_client_config(cfg, kind, port, pid, setup_data), timeout)
         out[key].update(server=kind, server_log=server_errors())
         reset_chat_rooms()
     for target, start in (("tutorial", tutorial_server), ("bare", bare_server)):
@@ -455,17 +459,7 @@ def saturation(setup_data: dict[str, Any], opts: dict) -> dict[str, Any]:
         port = free_port()
         log(f"saturation: chat server on {kind}")
         with chat_server(port, kind) as pid, DbSampler(CHAT_DB) as sampler:
-            out[key] = loadgen(
-                {
-                    **cfg,
-                    **client_options(kind),
-                    "protocol": "chat",
-                    "url": f"ws://127.0.0.1:{port}",
-                    "tokens": setup_data["tokens"],
-                    "server_pid": pid,
-                },
-                timeout,
-            )
+            out[key] = loadgen(chat_client_config(cfg, kind, port, pid, setup_data), timeout)
         out[key].update(sampler.summary(), server=kind, server_log=server_errors())
         reset_chat_rooms()
     for target, conn_max_age in (("tutorial", 0), ("tutorial_persistent", 600)):
@@ -558,17 +552,7 @@ def idle(setup_data: dict[str, Any], opts: dict) -> dict[str, Any]:
         port = free_port()
         log(f"idle: chat server on {kind}, {count} authenticated sockets")
         with chat_server(port, kind) as pid:
-            out[key] = loadgen(
-                {
-                    **cfg,
-                    **client_options(kind),
-                    "protocol": "chat",
-                    "url": f"ws://127.0.0.1:{port}",
-                    "tokens": setup_data["tokens"],
-                    "server_pid": pid,
-                },
-                timeout,
-            )
+            out[key] = loadgen(chat_client_config(cfg, kind, port, pid, setup_data), timeout)
         out[key].update(server=kind, server_log=server_errors())
     for target, start in (("tutorial", tutorial_server), ("bare", bare_server)):
         log(f"idle: {target}, {count} sockets")
