@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from .forms import SignupForm
+from .throttle import LoginForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -28,9 +29,10 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login, which also tells the page whether to offer sign-up."""
+    """Django's login, throttled (accounts/throttle.py), which also tells the page whether to offer sign-up."""
 
     redirect_authenticated_user = True
+    form_class = LoginForm
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)

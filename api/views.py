@@ -23,7 +23,8 @@ from rest_framework.views import APIView
 
 from accounts.models import User
 from accounts.serializers import user_to_dict
-from common.errors import BadRequest, NotFound
+from accounts.throttle import login_succeeded, login_throttled, retry_after
+from common.errors import BadRequest, NotFound, RateLimited
 from messaging.models import Message
 from messaging.selectors import (
     mentions_page,
@@ -190,15 +191,21 @@ class TokenView(APIView):
 
     @extend_schema(
         request=s.TokenObtainSerializer,
-        responses={200: s.TokenSerializer, **errors(400)},
+        responses={200: s.TokenSerializer, **errors(400, 429)},
         auth=[],
         summary="Get an API token",
+        description="After too many failed logins for one username from one address, every attempt "
+        "for that pair is refused with 429 `rate_limited`, whatever the password, until `Retry-After` has passed.",
     )
     def post(self, request: Request) -> Response:
         data = validated(s.TokenObtainSerializer, request)
         user = authenticate(request._request, username=data["username"], password=data["password"])
+        if login_throttled(request._request):
+            wait = retry_after(request._request, data["username"])
+            raise RateLimited(retry_after=wait, detail="Too many failed logins; try again later.")
         if user is None or not user.is_active:
             raise BadRequest("Unable to log in with the provided credentials.")
+        login_succeeded(request._request, user)
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

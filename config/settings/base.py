@@ -5,6 +5,7 @@ django-environ. With no environment at all the project runs on SQLite and the
 in-memory channel layer, so a newcomer needs nothing installed.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,6 +35,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Login throttling (accounts/throttle.py).
+    "axes",
     "accounts",
     "rooms",
     "messaging",
@@ -234,6 +237,47 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (accounts/throttle.py, django-axes): after
+# CHAT_LOGIN_FAILURE_LIMIT failed logins for one username from one address,
+# that pair is refused, whatever the password, for CHAT_LOGIN_LOCKOUT_MINUTES.
+# The counters live in the default cache: Redis, shared by every process, when
+# REDIS_URL is set.
+CHAT_LOGIN_FAILURE_LIMIT = env.int("CHAT_LOGIN_FAILURE_LIMIT", default=5)
+CHAT_LOGIN_LOCKOUT_MINUTES = env.float("CHAT_LOGIN_LOCKOUT_MINUTES", default=15.0)
+# How many reverse proxies of ours add to X-Forwarded-For in front of the
+# server. 0 (the default) uses the peer address and ignores the header, which
+# any client can write; behind one nginx that appends $remote_addr, set 1.
+CHAT_TRUSTED_PROXY_COUNT = env.int("CHAT_TRUSTED_PROXY_COUNT", default=0)
+AUTHENTICATION_BACKENDS = [
+    "accounts.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "accounts.throttle.LoginThrottleHandler"
+AXES_FAILURE_LIMIT = CHAT_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=CHAT_LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "accounts.throttle.login_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+# Attempts refused during a lockout do not extend it: it ends when the window
+# that started with the locking failure has passed.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A successful login clears that username's and address's failures.
+AXES_RESET_ON_SUCCESS = True
+# The cache handler keeps nothing in axes' tables; their admin pages would be empty.
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+SILENCED_SYSTEM_CHECKS = [
+    # axes' middleware would replace each login path's answer with its own
+    # lockout page; the token endpoint and the login forms answer themselves
+    # (429 rate_limited, a form error).
+    "axes.W002",
+]
+if not REDIS_URL:
+    # Without Redis the cache is per process: right for the single process
+    # that a deployment without REDIS_URL is (it has no shared channel layer
+    # either); several processes need REDIS_URL anyway.
+    SILENCED_SYSTEM_CHECKS.append("axes.W001")
 
 # --- REST -------------------------------------------------------------------
 REST_FRAMEWORK = {
