@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
-from . import views
+from . import frames, views
 from .exceptions import not_found_view
 
 urlpatterns = [
@@ -29,6 +29,7 @@ urlpatterns = [
         SpectacularJSONAPIView.as_view(renderer_classes=[OpenApiJsonRenderer2, OpenApiJsonRenderer]),
         name="api-schema",
     ),
+    path("ws-schema/", frames.WsSchemaView.as_view(), name="api-ws-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Only paths ending in "/": a path without one still resolves nowhere, so
     # APPEND_SLASH redirects it (e.g. /api/rooms -> /api/rooms/) before it lands here.

@@ -56,3 +56,33 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call":
         item.rep_call = report
     return report
+
+
+@pytest.fixture(autouse=True)
+def _server_frames_match_the_schema(monkeypatch):
+    """Every text frame a websockets client reads from a real server must match the frame schema.
+
+    Covers raw `connect()` sockets and the reference ChatClient alike (its loop
+    iterates with `recv`). A violation inside ChatClient's background task would
+    only kill that task, so violations are collected and fail the test at its end.
+    """
+    from websockets.asyncio.client import ClientConnection
+
+    from tests.wsschema import FrameSchemaError, check_server_frame
+
+    violations: list[str] = []
+    original = ClientConnection.recv
+
+    async def recv(self, *args, **kwargs):
+        data = await original(self, *args, **kwargs)
+        if isinstance(data, str):
+            try:
+                check_server_frame(data)
+            except FrameSchemaError as exc:
+                violations.append(str(exc))
+                raise
+        return data
+
+    monkeypatch.setattr(ClientConnection, "recv", recv)
+    yield
+    assert not violations, "server frames that do not match /api/ws-schema/:\n" + "\n".join(violations)

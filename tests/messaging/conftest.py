@@ -6,6 +6,7 @@ from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
 from tests.factories import token_for
+from tests.wsschema import check_server_frame
 
 
 class Client:
@@ -18,7 +19,8 @@ class Client:
         await self.comm.send_to(text_data=json.dumps(frame))
 
     async def recv(self, timeout: float = 3) -> dict:
-        return json.loads(await self.comm.receive_from(timeout=timeout))
+        """The next server frame, which must match the published frame schema (ServerFrame)."""
+        return check_server_frame(await self.comm.receive_from(timeout=timeout))
 
     async def recv_type(self, kind: str, timeout: float = 3) -> dict:
         """Skip frames of other types (presence, typing) until one of `kind`."""

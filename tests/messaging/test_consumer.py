@@ -12,6 +12,7 @@ from messaging.models import Message
 from rooms.models import Membership, Room
 from rooms.services import room_ban, room_update
 from tests.factories import PASSWORD, MembershipFactory, RoomFactory
+from tests.wsschema import check_server_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -67,7 +68,7 @@ async def test_session_cookie_authenticates(bob, lobby):
     comm = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"cookie", f"sessionid={sessionid}".encode())])
     assert (await comm.connect())[0]
     await comm.send_to(text_data=json.dumps({"type": "join", "room": "lobby"}))
-    joined = json.loads(await comm.receive_from(timeout=3))
+    joined = check_server_frame(await comm.receive_from(timeout=3))
     assert joined["type"] == "joined" and joined["room"] == "lobby"
     await comm.disconnect()
 
