@@ -171,6 +171,19 @@ class ReactionSerializer(serializers.Serializer):
     me = serializers.BooleanField(help_text="Whether you did (false in broadcast message_updated/_deleted events).")
 
 
+class AttachmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField(
+        help_text="The uploaded file's name, cleaned (no path, control characters or leading dots)."
+    )
+    size = serializers.IntegerField(help_text="Bytes.")
+    content_type = serializers.CharField(
+        help_text="image/png, image/jpeg, image/gif or image/webp only for files whose content was verified "
+        "(shown inline); otherwise from the name, application/octet-stream when unknown."
+    )
+    url = serializers.CharField(help_text="Path of the download on this server (/api/attachments/<id>/<name>).")
+
+
 class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     room = serializers.CharField()

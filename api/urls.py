@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
-from . import frames, views
+from . import attachments, frames, views
 from .exceptions import not_found_view
 
 urlpatterns = [
@@ -18,6 +18,12 @@ urlpatterns = [
     path("rooms/<slug:slug>/bans/<str:username>/", views.BanDetailView.as_view(), name="api-room-ban"),
     path("rooms/<slug:slug>/messages/", views.MessageListView.as_view(), name="api-room-messages"),
     path("rooms/<slug:slug>/read/", views.ReadMarkerView.as_view(), name="api-room-read"),
+    path("rooms/<slug:slug>/attachments/", attachments.AttachmentUploadView.as_view(), name="api-room-attachments"),
+    path(
+        "attachments/<int:attachment_id>/<str:name>",
+        attachments.AttachmentDownloadView.as_view(),
+        name="api-attachment",
+    ),
     path("messages/<int:message_id>/", views.MessageDetailView.as_view(), name="api-message"),
     path("messages/<int:message_id>/reactions/<str:emoji>/", views.ReactionView.as_view(), name="api-message-reaction"),
     path("search/", views.SearchView.as_view(), name="api-search"),

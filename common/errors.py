@@ -62,3 +62,9 @@ class Unavailable(ChatError):
     code = "unavailable"
     status = 503
     default_detail = "The service is briefly unavailable; try again."
+
+
+class TooLarge(ChatError):
+    code = "too_large"
+    status = 413
+    default_detail = "Too large."

@@ -21,6 +21,7 @@ django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from django.conf import settings  # noqa: E402
 
+from config.upload_limits import UploadSizeLimit  # noqa: E402
 from config.websocket_limits import WebsocketSends, abort_unanswered_uvicorn_pings, limit_daphne_messages  # noqa: E402
 
 # Daphne builds its websocket factory after importing this module.
@@ -36,7 +37,8 @@ from messaging.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # An oversized upload is refused from its headers, before Django reads the body.
+        "http": UploadSizeLimit(django_asgi_app, settings.CHAT_MAX_UPLOAD_BYTES),
         "websocket": WebsocketSends(
             OriginHeaderValidator(AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns))))
         ),

@@ -9,11 +9,11 @@ from django.db.models import Count, IntegerField, Min, OuterRef, Prefetch, Query
 from django.db.models.functions import Coalesce
 
 from accounts.models import User
-from common.errors import NotFound
+from common.errors import ChatError, NotFound
 from rooms.models import Room
-from rooms.selectors import rooms_readable_by
+from rooms.selectors import room_check_readable, rooms_readable_by
 
-from .models import Mention, Message, Reaction
+from .models import Attachment, Mention, Message, Reaction
 from .serializers import for_viewer, message_to_dict
 
 MAX_PAGE = 200
@@ -210,3 +210,28 @@ def mentions_page(*, user: User, before: int | None = None, limit: int = 50) -> 
     ids = list(rows.order_by("-message_id").values_list("message_id", flat=True)[:limit])
     messages = Message.objects.filter(pk__in=ids).select_related("author", "room", QUOTE).prefetch_related(MENTIONS)
     return sorted(messages, key=lambda message: -message.pk)
+
+
+# --- attachments -------------------------------------------------------------------
+
+
+def attachment_get_readable(*, attachment_id: int, user: User) -> Attachment:
+    """The attachment if `user` may download it, else NotFound (never Forbidden: nothing leaks).
+
+    Readable: its message is not deleted and the user can read the room; an
+    upload not yet used in a message only by its uploader (who must still be
+    able to read the room).
+    """
+    attachment = Attachment.objects.select_related("room", "message").filter(pk=attachment_id).first()
+    if attachment is None:
+        raise NotFound("No such file.")
+    if attachment.message is None:
+        if attachment.uploader_id != user.pk:
+            raise NotFound("No such file.")
+    elif attachment.message.deleted_at is not None:
+        raise NotFound("No such file.")
+    try:
+        room_check_readable(room=attachment.room, user=user)
+    except ChatError as exc:  # a banned reader learns no more than a stranger
+        raise NotFound("No such file.") from exc
+    return attachment

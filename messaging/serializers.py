@@ -1,10 +1,11 @@
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from accounts.models import User
 from accounts.serializers import user_to_dict
 
-from .models import Message
+from .models import Attachment, Message
 
 
 def iso(value: datetime | None) -> str | None:
@@ -117,3 +118,26 @@ def message_mentions(message: Message) -> list[dict[str, Any]]:
     else:
         rows = list(message.mentions.select_related("user").order_by("position"))
     return [user_to_dict(mention.user) for mention in rows]
+
+
+# --- attachments -------------------------------------------------------------------
+
+# A download: /api/attachments/<id>/<name>. The name is there for people and
+# for the browser's "save as"; the id alone finds the file.
+ATTACHMENT_URL_PREFIX = "/api/attachments/"
+
+
+def attachment_url(attachment_id: int, name: str) -> str:
+    """Where a file is downloaded: a path on this server, with the session or a token."""
+    return f"{ATTACHMENT_URL_PREFIX}{attachment_id}/{quote(name, safe='')}"
+
+
+def attachment_dict(*, id: int, name: str, size: int, content_type: str) -> dict[str, Any]:
+    """One entry of a message's `attachments`, and the answer to an upload."""
+    return {"id": id, "name": name, "size": size, "content_type": content_type, "url": attachment_url(id, name)}
+
+
+def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
+    return attachment_dict(
+        id=attachment.pk, name=attachment.name, size=attachment.size, content_type=attachment.content_type
+    )

@@ -227,6 +227,22 @@ CHAT_PRESENCE_TTL = env.float("CHAT_PRESENCE_TTL", default=45.0)
 # and one broadcast per batch instead of one per socket.
 CHAT_PRESENCE_BATCH = env.float("CHAT_PRESENCE_BATCH", default=0.25)
 
+# --- Attachments ------------------------------------------------------------
+# The largest file one upload may carry (POST /api/rooms/<slug>/attachments/);
+# bigger is 413 too_large, refused by Content-Length before the body is read
+# where the client sends one (config.upload_limits).
+CHAT_MAX_UPLOAD_BYTES = env.int("CHAT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Uploads go through Django's storage API: a local folder by default, never
+# served directly (every download passes the API's access checks), or an
+# S3-compatible bucket in production (config/settings/production.py).
+MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=str(BASE_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Uploads above this are spooled to a temporary file rather than held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

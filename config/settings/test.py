@@ -1,9 +1,10 @@
 """Test runs (pytest-django sets this module)."""
 
 import os
+import tempfile
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, DATABASES, REDIS_URL, redis_settings
+from .base import BASE_DIR, DATABASES, REDIS_URL, env, redis_settings
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Short waits keep the delivery-repair tests quick; behaviour is the same.
@@ -16,6 +17,9 @@ CHAT_RATE_LIMIT = "off"
 # side by side, CI): each run gets its own test database and Redis key space.
 _run = f"t{os.getpid()}"
 CHAT_REDIS_PREFIX = _run
+# Uploads of a test run never land in the project's media/ folder (tests that
+# store files point MEDIA_ROOT at their own tmp_path; this is the safety net).
+MEDIA_ROOT = env("DJANGO_MEDIA_ROOT", default=os.path.join(tempfile.gettempdir(), f"chat-test-media-{_run}"))
 if REDIS_URL:
     CHANNEL_LAYERS, CACHES = redis_settings(_run)
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
