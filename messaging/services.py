@@ -24,6 +24,7 @@ from common.realtime import group_send_sync
 from rooms.models import Ban, Membership, Room, room_group_name
 from rooms.selectors import room_check_readable
 
+from .markdown import render_markdown
 from .mentions import MentionedUser, choose_mentions, lookup_names
 from .models import Mention, Message, Reaction
 from .selectors import reactions_for
@@ -151,6 +152,7 @@ def message_create(
         "seq": data["seq"],
         "author_id": author.pk,
         "body": data["body"],
+        "html": data["html"],
         "client_id": data["client_id"],
         "created_at": datetime.fromisoformat(data["created_at"]),
         "reply_to_id": data["reply_to"]["id"] if data["reply_to"] else None,
@@ -228,8 +230,12 @@ def messages_create(
         pending = allowed
         if not pending:
             return results
+    # Markdown is CPU work: done here, before any lock, for every body; a
+    # message whose mentions turn out to name users renders again under the
+    # lock (mention links need the users, which are read there).
+    htmls = {i: render_markdown(body) for i, _req, body in pending}
     try:
-        outcomes = _create_locked(pending, publish or _publish_sync)
+        outcomes = _create_locked(pending, htmls, publish or _publish_sync)
     except IntegrityError:
         # Only a racing writer outside the room lock could cause this; fall
         # back to one transaction per request so each gets its own answer.
@@ -257,6 +263,7 @@ class _Stored(NamedTuple):
     id: int
     seq: int
     body: str
+    html: str
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
@@ -317,7 +324,7 @@ def _stored(cursor: CursorWrapper, pending: list[_Pending]) -> dict[_Key, _Store
     # The reply's original joins in (LEFT: most messages reply to nothing), so
     # a retry's answer quotes it as it is now, in the same one statement.
     cursor.execute(
-        "SELECT m.room_id, m.author_id, m.client_id, m.id, m.seq, m.body, m.created_at, m.edited_at,"  # noqa: S608
+        "SELECT m.room_id, m.author_id, m.client_id, m.id, m.seq, m.body, m.html, m.created_at, m.edited_at,"  # noqa: S608
         f" m.deleted_at, r.slug, {_QUOTE_COLUMNS} FROM {rows} JOIN messaging_message m ON m.room_id = v.column1"
         " AND m.author_id = v.column2 AND m.client_id = v.column3 AND m.client_id IS NOT NULL"
         " JOIN rooms_room r ON r.id = m.room_id"
@@ -330,9 +337,9 @@ def _stored(cursor: CursorWrapper, pending: list[_Pending]) -> dict[_Key, _Store
     read = _read_datetime()
     return {
         (room_id, author_id, client_id): _Stored(
-            id_, seq, body, read(created), read(edited), read(deleted), slug, _quote(quote, read)
+            id_, seq, body, html, read(created), read(edited), read(deleted), slug, _quote(quote, read)
         )
-        for room_id, author_id, client_id, id_, seq, body, created, edited, deleted, slug, *quote in found
+        for room_id, author_id, client_id, id_, seq, body, html, created, edited, deleted, slug, *quote in found
     }
 
 
@@ -373,6 +380,7 @@ def _stored_dict(stored: _Stored, req: NewMessage) -> dict[str, Any]:
         seq=stored.seq,
         author=req.author,
         body=stored.body,
+        html=stored.html,
         client_id=req.client_id,
         created_at=stored.created_at,
         edited_at=stored.edited_at,
@@ -419,7 +427,8 @@ def _refusal(
     return None
 
 
-def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Posted]:
+def _create_locked(pending: list[_Pending], htmls: dict[int, str], publish: Publish) -> dict[int, Posted]:
+    """The batch under its rooms' locks; `htmls` are the bodies rendered without mention links, by request index."""
     room_ids = sorted({req.room_id for _, req, _ in pending})
     author_ids = sorted({req.author.pk for _, req, _ in pending})
     # One timestamp for the batch, so the dicts need not read the rows back.
@@ -470,11 +479,14 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
         readable = _resolve_mentions(
             cursor, {(req.room_id, name) for _, req, body, _ in new_rows for name in lookup_names(body)}
         )
-        ids = _insert_messages(cursor, new_rows, now)
         mentioned = {
             i: _mentions_in(body, room_id=req.room_id, author_id=req.author.pk, readable=readable)
             for i, req, body, _ in new_rows
         }
+        for i, _req, body, _seq in new_rows:
+            if mentioned[i]:
+                htmls[i] = render_markdown(body, [user.username for user in mentioned[i]])
+        ids = _insert_messages(cursor, new_rows, htmls, now)
         _insert_mentions(
             cursor,
             [
@@ -495,6 +507,7 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
                 seq=seq,
                 author=req.author,
                 body=body,
+                html=htmls[i],
                 client_id=req.client_id,
                 created_at=now,
                 reply_to=quotes[req.reply_to][1] if req.reply_to is not None else None,
@@ -514,16 +527,23 @@ def _create_locked(pending: list[_Pending], publish: Publish) -> dict[int, Poste
 
 
 def _insert_messages(
-    cursor: CursorWrapper, new_rows: list[tuple[int, NewMessage, str, int]], now: datetime
+    cursor: CursorWrapper, new_rows: list[tuple[int, NewMessage, str, int]], htmls: dict[int, str], now: datetime
 ) -> dict[tuple[int, int], int]:
-    """One multi-row INSERT; the new ids by (room_id, seq), since RETURNING promises no order."""
+    """One multi-row INSERT; the new ids by (room_id, seq), since RETURNING promises no order.
+
+    `html` goes in as computed (`htmls`, by request index); it need not come
+    back in RETURNING, the caller already holds it.
+    """
     rows, params = _rows(
-        ("bigint", "bigint", "bigint", "text", "text", "bigint"),
-        [(req.room_id, seq, req.author.pk, body, req.client_id, req.reply_to) for _, req, body, seq in new_rows],
+        ("bigint", "bigint", "bigint", "text", "text", "text", "bigint"),
+        [
+            (req.room_id, seq, req.author.pk, body, htmls[i], req.client_id, req.reply_to)
+            for i, req, body, seq in new_rows
+        ],
     )
     cursor.execute(
-        "INSERT INTO messaging_message (room_id, seq, author_id, body, client_id, reply_to_id, created_at)"  # noqa: S608
-        f" SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, %s FROM {rows}"
+        "INSERT INTO messaging_message (room_id, seq, author_id, body, html, client_id, reply_to_id, created_at)"  # noqa: S608
+        f" SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, %s FROM {rows}"
         " RETURNING room_id, seq, id",
         [connection.ops.adapt_datetimefield_value(now), *params],
     )
@@ -583,8 +603,11 @@ def _mention_events(slug: str, data: dict[str, Any], user_ids: list[int]) -> lis
     ]
 
 
-def mentions_set(*, message: Message) -> list[int]:
-    """Parse the body again and make the message's Mention rows match; returns the newly mentioned user ids.
+def mentions_set(*, message: Message) -> tuple[list[MentionedUser], list[int]]:
+    """Parse the body again and make the message's Mention rows match.
+
+    Returns the users the body mentions now (in order) and the ids of those
+    it newly mentions.
 
     For an edit, inside its transaction: a name the edit adds mentions (and
     notifies) its user, a name it removes no longer mentions anyone, and those
@@ -601,7 +624,7 @@ def mentions_set(*, message: Message) -> list[int]:
             user_id=user.id,
             defaults={"room_id": message.room_id, "seq": message.seq, "position": position},
         )
-    return [user.id for user in users if user.id not in before]
+    return users, [user.id for user in users if user.id not in before]
 
 
 def _set_last_seqs(cursor: CursorWrapper, last_seqs: dict[int, int]) -> None:
@@ -655,9 +678,11 @@ def message_edit(*, message: Message, actor: User, body: Any) -> Message:
             raise RoomLocked()
         current.body = body
         current.edited_at = timezone.now()
-        current.save(update_fields=["body", "edited_at"])
         # Parsed again: names the edit adds notify their users, removed ones stop mentioning.
-        added = mentions_set(message=current)
+        users, added = mentions_set(message=current)
+        # Rendered again, with links for the mentions as they are now.
+        current.html = render_markdown(body, [user.username for user in users])
+        current.save(update_fields=["body", "html", "edited_at"])
         group, event = _message_event(current.room, "chat.message_updated", current)
         events = [(group, event), *_mention_events(current.room.slug, event["message"], added)]
         transaction.on_commit(lambda: _publish_sync(events))
@@ -685,7 +710,9 @@ def message_delete(*, message: Message, actor: User) -> Message:
         if current.deleted_at is None:
             current.deleted_at = timezone.now()
             current.deleted_by = actor
-            current.save(update_fields=["deleted_at", "deleted_by"])
+            # Nothing of the body is kept where a client could read it.
+            current.html = ""
+            current.save(update_fields=["deleted_at", "deleted_by", "html"])
             # A deleted message mentions nobody: out of mention counts and lists.
             Mention.objects.filter(message=current).delete()
             _broadcast(current.room, "chat.message_deleted", current)

@@ -2,6 +2,7 @@ import factory
 from rest_framework.authtoken.models import Token
 
 from accounts.models import User
+from messaging.markdown import render_markdown
 from messaging.models import Message
 from rooms.models import Membership, Room
 from rooms.services import dm_key_for
@@ -87,6 +88,9 @@ class MessageFactory(factory.django.DjangoModelFactory):
     room = factory.SubFactory(RoomFactory)
     author = factory.SubFactory(UserFactory)
     body = factory.Faker("sentence")
+    # As the services would store it (deleted rows keep "", as message_delete leaves them).
+    html = factory.LazyAttribute(lambda o: "" if o.deleted_at else render_markdown(o.body))
+    deleted_at = None
 
     @factory.lazy_attribute
     def seq(self):
