@@ -190,6 +190,11 @@ class MessageSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     author = UserSerializer()
     body = serializers.CharField(help_text='"" when deleted.')
+    html = serializers.CharField(
+        help_text="The body as CommonMark rendered to sanitized HTML: only p, br, em, strong, code, pre, "
+        'blockquote, ul, ol (start), li and a (href to http, https or mailto, rel="nofollow noopener noreferrer"; '
+        'mentions as class="mention" href="/u/<username>/"); the sender\'s own HTML is escaped. "" when deleted.'
+    )
     client_id = serializers.CharField(allow_null=True, help_text="Shown to the author only; null for others.")
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)
