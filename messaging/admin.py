@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 
 from common.errors import ChatError
 
+from .admin_attachments import AttachmentInline
 from .models import Mention, Message, Reaction
 from .services import message_delete
 
@@ -53,6 +54,8 @@ class MessageAdmin(admin.ModelAdmin):
     fields = (*FIELDS, *CONVERSATION_FIELDS)
     readonly_fields = (*FIELDS, *CONVERSATION_FIELDS)
     actions = ["soft_delete_messages"]
+    # Its files, each linked to its own page, where staff delete one (the stored file goes too).
+    inlines = [AttachmentInline]
     # Counting millions of rows on every page view is the slow part of a changelist.
     show_full_result_count = False
     list_per_page = 50
