@@ -1,8 +1,9 @@
 from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import attachments, frames, views
+from .docs import docs_view
 from .exceptions import not_found_view
 
 urlpatterns = [
@@ -36,7 +37,7 @@ urlpatterns = [
         name="api-schema",
     ),
     path("ws-schema/", frames.WsSchemaView.as_view(), name="api-ws-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", docs_view, name="api-docs"),
     # Only paths ending in "/": a path without one still resolves nowhere, so
     # APPEND_SLASH redirects it (e.g. /api/rooms -> /api/rooms/) before it lands here.
     re_path(r"^.*/$", not_found_view),
