@@ -52,6 +52,30 @@ def _loads(raw: str | bytes) -> Any:
     return json.loads(raw)
 
 
+def _has_lone_surrogate(frame: Any) -> bool:
+    """True when a string in the parsed frame holds a lone UTF-16 surrogate.
+
+    JSON lets `\\ud800` through (and json.loads decodes bytes with
+    surrogatepass), but no such string can be stored or sent back as UTF-8.
+    Iterative, as a frame may nest up to the parser's own limit.
+    """
+    stack = [frame]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 # The largest seq the database can hold; larger cursors mean "everything".
 MAX_SEQ = 2**63 - 1
 
@@ -142,6 +166,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if not isinstance(frame, dict):
             await self.send_error(None, None, BadRequest("Frames must be JSON objects."))
+            return
+        if _has_lone_surrogate(frame):
+            # Checked before anything is echoed: the error frame itself could not be encoded.
+            await self.send_error(None, None, BadRequest("Frames must be valid Unicode (no lone surrogates)."))
             return
         await self.handle(frame)
 

@@ -52,6 +52,10 @@ def clean_reply_to(reply_to: Any) -> int | None:
         return None
     if isinstance(reply_to, bool) or not isinstance(reply_to, int) or reply_to < 1:
         raise BadRequest("reply_to must be a message id or null.")
+    if reply_to > 2**63 - 1:
+        # Beyond the id column: no such message. Looked up, it would be a
+        # database error (an `unavailable` that no retry can cure).
+        raise NotFound("No such message.")
     return reply_to
 
 
