@@ -336,8 +336,8 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        # data: for the small SVG icons in stylesheets; blob: for previews of
-        # files picked for upload. Attachments are served from /api/ (same origin).
+        # data: for small inline icons; blob: so a page can preview a picked
+        # file from an object URL. Attachments are served from /api/ (same origin).
         "img-src": [SELF, "data:", "blob:"],
         "font-src": [SELF],
         # 'self' covers ws:// and wss:// to this host in CSP Level 3 browsers
