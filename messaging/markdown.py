@@ -151,5 +151,5 @@ def render_markdown(body: str, mentions: Collection[str] = ()) -> str:
         for token in tokens:
             if token.type == "inline" and token.children:
                 token.children = _link_mentions(token.children, usernames)
-    return _cleaner.clean(_md.renderer.render(tokens, _md.options, {}))
-
+    # Without the renderer's final newline: the value is a fragment to put in an element.
+    return _cleaner.clean(_md.renderer.render(tokens, _md.options, {})).rstrip("\n")
