@@ -12,6 +12,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from audit.models import AuditEntry
+from messaging.models import Report
 from rooms.models import Membership, Room
 
 
@@ -228,3 +230,50 @@ class ReadMarkerResponseSerializer(serializers.Serializer):
     room = serializers.CharField()
     seq = serializers.IntegerField(help_text="Your read marker after the update.")
     unread_count = serializers.IntegerField()
+
+
+# --- reports and the audit trail (api/moderation.py) ----------------------------
+
+
+class ReportCreateSerializer(serializers.Serializer):
+    # Trimmed and counted by the service (messaging.services.clean_reason).
+    reason = StrictCharField(trim_whitespace=False, allow_blank=True, help_text="1-500 characters after trimming.")
+
+
+class ReportResolveSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=Report.Resolution.choices, help_text="`delete` deletes the message (live `message_deleted`)."
+    )
+
+
+class ReportSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    message = MessageSerializer(help_text="The reported message as the caller sees it now.")
+    reporter = UserSerializer()
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ResolvedReportSerializer(ReportSerializer):
+    resolved_at = serializers.DateTimeField()
+    resolved_by = UserSerializer()
+    resolution = serializers.ChoiceField(choices=Report.Resolution.choices)
+
+
+class AuditEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    actor = UserSerializer(allow_null=True, help_text="Who acted; null if that account is gone or nobody did.")
+    action = serializers.ChoiceField(choices=AuditEntry.Action.choices)
+    target = serializers.CharField(help_text='Whom or what, as text: "@bob", "message #12 (seq 3) by @bob", "#lobby".')
+    detail = serializers.CharField(
+        allow_blank=True, help_text='What changed when the action alone does not say ("member → moderator").'
+    )
+    path = serializers.ChoiceField(
+        choices=AuditEntry.Path.choices,
+        help_text="How it came: websocket, rest, admin; system for a script on the server.",
+    )
+
+
+class AuditPageSerializer(serializers.Serializer):
+    results = AuditEntrySerializer(many=True, help_text="Newest first.")
+    next = serializers.URLField(allow_null=True, help_text="Older entries; null when there are none.")

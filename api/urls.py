@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiJsonRenderer2
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from . import attachments, frames, views
+from . import attachments, frames, moderation, views
 from .docs import docs_view
 from .exceptions import not_found_view
 
@@ -27,6 +27,14 @@ urlpatterns = [
     ),
     path("messages/<int:message_id>/", views.MessageDetailView.as_view(), name="api-message"),
     path("messages/<int:message_id>/reactions/<str:emoji>/", views.ReactionView.as_view(), name="api-message-reaction"),
+    path("messages/<int:message_id>/report/", moderation.MessageReportView.as_view(), name="api-message-report"),
+    path("rooms/<slug:slug>/reports/", moderation.RoomReportListView.as_view(), name="api-room-reports"),
+    path(
+        "rooms/<slug:slug>/reports/<int:report_id>/resolve/",
+        moderation.RoomReportResolveView.as_view(),
+        name="api-room-report-resolve",
+    ),
+    path("rooms/<slug:slug>/audit/", moderation.RoomAuditView.as_view(), name="api-room-audit"),
     path("search/", views.SearchView.as_view(), name="api-search"),
     path("mentions/", views.MentionListView.as_view(), name="api-mentions"),
     # Plain application/json first, so browsers show it and any client parses it;

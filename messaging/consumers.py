@@ -23,6 +23,7 @@ from django.db import Error as DatabaseError
 
 from accounts.models import User
 from accounts.serializers import user_to_dict
+from audit.context import WEBSOCKET, set_path
 from common.errors import BadRequest, ChatError, NotFound, NotJoined, RateLimited, Unavailable
 from rooms.models import SLUG_RE
 
@@ -91,6 +92,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # room and user group once and writes to the socket directly
         # (messaging.fanout), so the socket only listens to its client.
         self.scope = scope
+        # Whatever this socket does is audited as coming by websocket: the
+        # variable reaches the database thread with every database_sync_to_async.
+        set_path(WEBSOCKET)
         self.channel_layer = None
         self.base_send = send
         self.closed = True
@@ -328,6 +332,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.me, room_id=member.room.room_id, message_id=message_id, emoji=frame.get("emoji"), on=on
         )
 
+    async def on_delete(self, frame: dict[str, Any], ref: str | None) -> None:
+        """Delete a message (its author, or the room's owner or a moderator); no reply but `message_deleted`.
+
+        Every socket in the room, this one included, gets `message_deleted`;
+        a failure is an `error` frame. Deleting twice is a no-op.
+        """
+        member = self._joined(frame)
+        message_id = frame.get("message_id")
+        if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
+            raise BadRequest("message_id must be a message id.")
+        if message_id > MAX_SEQ:
+            raise NotFound("No such message.")
+        assert member.room.room_id is not None
+        await db.delete_message(user=self.me, room_id=member.room.room_id, message_id=message_id)
+
     async def on_ping(self, frame: dict[str, Any], ref: str | None) -> None:
         await self.send_frame({"type": "pong", **self._ref(ref)})
 
@@ -338,6 +357,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         "typing": on_typing,
         "read": on_read,
         "react": on_react,
+        "delete": on_delete,
         "ping": on_ping,
     }
 

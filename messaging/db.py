@@ -17,9 +17,10 @@ from rooms.models import Room
 from rooms.selectors import room_check_readable
 from rooms.services import read_marker_set, room_join
 
+from .models import Message
 from .selectors import message_get, messages_after, messages_to_dicts, reactions_for
 from .serializers import message_to_dict
-from .services import reaction_set
+from .services import message_delete, reaction_set
 
 
 @dataclass
@@ -68,6 +69,15 @@ def message_for(*, user: User, message_id: int) -> dict[str, Any]:
 @database_sync_to_async
 def react(*, user: User, room_id: int, message_id: int, emoji: Any, on: bool) -> None:
     reaction_set(user=user, message_id=message_id, emoji=emoji, on=on, room_id=room_id)
+
+
+@database_sync_to_async
+def delete_message(*, user: User, room_id: int, message_id: int) -> None:
+    """The websocket `delete`: the message must be in the socket's room `room_id`."""
+    message = Message.objects.filter(pk=message_id, room_id=room_id).first()
+    if message is None:
+        raise NotFound("No such message.")
+    message_delete(message=message, actor=user)
 
 
 @database_sync_to_async

@@ -13,7 +13,7 @@ from common.errors import ChatError, NotFound
 from rooms.models import Room
 from rooms.selectors import room_check_readable, rooms_readable_by
 
-from .models import Attachment, Mention, Message, Reaction
+from .models import Attachment, Mention, Message, Reaction, Report
 from .serializers import for_viewer, message_to_dict
 
 MAX_PAGE = 200
@@ -235,3 +235,36 @@ def attachment_get_readable(*, attachment_id: int, user: User) -> Attachment:
     except ChatError as exc:  # a banned reader learns no more than a stranger
         raise NotFound("No such file.") from exc
     return attachment
+
+
+# --- reports -----------------------------------------------------------------------
+
+
+def reports_open(*, room: Room) -> list[Report]:
+    """The room's open reports, oldest first (a queue), each with its message ready for `messages_to_dicts`.
+
+    Three queries whatever their number: the reports (by the partial
+    room/open index) with their reporters, their messages as history loads
+    them, and those messages' mentions.
+    """
+    reports = list(
+        Report.objects.filter(room=room, resolved_at__isnull=True)
+        .select_related("reporter")
+        .order_by("created_at", "pk")
+    )
+    messages = messages_by_ids({report.message_id for report in reports})
+    for report in reports:
+        report.message = messages[report.message_id]
+    return reports
+
+
+def messages_by_ids(ids: set[int]) -> dict[int, Message]:
+    """Messages by id, loaded as `message_get` loads one."""
+    if not ids:
+        return {}
+    rows = (
+        Message.objects.filter(pk__in=ids)
+        .select_related("author", "room", QUOTE)
+        .prefetch_related(MENTIONS)
+    )
+    return {message.pk: message for message in rows}

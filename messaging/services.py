@@ -18,15 +18,16 @@ from django.utils import timezone
 
 from accounts.models import User, user_group_name
 from accounts.serializers import user_to_dict
+from audit.services import Action, audit_record, user_target
 from common.errors import BadRequest, ChatError, Forbidden, NotFound, RateLimited, RoomLocked, TooLong
 from common.ratelimit import parse_rate, rate_limit_hit
 from common.realtime import group_send_sync
 from rooms.models import Ban, Membership, Room, room_group_name
-from rooms.selectors import room_check_readable
+from rooms.selectors import room_check_moderator, room_check_readable
 
 from .markdown import render_markdown
 from .mentions import MentionedUser, choose_mentions, lookup_names
-from .models import Mention, Message, Reaction
+from .models import Mention, Message, Reaction, Report
 from .selectors import reactions_for
 from .serializers import message_dict, message_to_dict, quote_dict
 
@@ -720,6 +721,62 @@ def message_delete(*, message: Message, actor: User) -> Message:
             # A deleted message mentions nobody: out of mention counts and lists.
             Mention.objects.filter(message=current).delete()
             _broadcast(current.room, "chat.message_deleted", current)
+            if current.author_id != actor.pk:
+                # A moderator's delete settles what was reported about it. The
+                # author's own delete does not: moderators may still act on why.
+                _close_reports(message=current, actor=actor, now=current.deleted_at)
+                audit_record(
+                    actor=actor,
+                    action=Action.MESSAGE_DELETED,
+                    target=message_target(current),
+                    room_id=current.room_id,
+                    target_user_id=current.author_id,
+                    message_id=current.pk,
+                )
+    return current
+
+
+def message_target(message: Message) -> str:
+    """How a message is named in the audit trail: "message #12 (seq 3) by @bob"."""
+    return f"message #{message.pk} (seq {message.seq}) by {user_target(message.author)}"
+
+
+def message_restore(*, message: Message, actor: User) -> Message:
+    """Undo a soft delete (staff in the admin, or the room's owner or a moderator); broadcasts `message_updated`.
+
+    The body was kept, so the message comes back as it was: rendered again,
+    its mentions back (without a second notice). Restoring a message that is
+    not deleted is a no-op. Audited unless the author restores their own.
+    """
+    with transaction.atomic():
+        current = (
+            Message.objects.select_for_update(of=("self", "room", "author"))
+            .select_related("author", "room", "reply_to__author")
+            .get(pk=message.pk)
+        )
+        if not actor.is_staff:
+            membership = Membership.objects.filter(room_id=current.room_id, user=actor).first()
+            if membership is None or not membership.can_moderate:
+                if current.room.is_private and membership is None:
+                    raise NotFound("No such message.")
+                raise Forbidden("Only the room's moderators or staff can restore a message.")
+        if current.deleted_at is None:
+            return current
+        current.deleted_at = None
+        current.deleted_by = None
+        users, _added = mentions_set(message=current)
+        current.html = render_markdown(current.body, [user.username for user in users])
+        current.save(update_fields=["deleted_at", "deleted_by", "html"])
+        _broadcast(current.room, "chat.message_updated", current)
+        if current.author_id != actor.pk:
+            audit_record(
+                actor=actor,
+                action=Action.MESSAGE_RESTORED,
+                target=message_target(current),
+                room_id=current.room_id,
+                target_user_id=current.author_id,
+                message_id=current.pk,
+            )
     return current
 
 
@@ -798,3 +855,107 @@ def reaction_set(*, user: User, message_id: int, emoji: Any, on: Any, room_id: i
         }
         transaction.on_commit(lambda: group_send_sync(room.group_name, event))
     return message
+
+
+# --- reports ---------------------------------------------------------------------
+
+REPORT_REASON_MAX = 500
+
+
+def clean_reason(reason: Any) -> str:
+    """A report's reason: 1..REPORT_REASON_MAX code points after trimming."""
+    if not isinstance(reason, str):
+        raise BadRequest("reason must be a string.")
+    reason = reason.strip()
+    if not reason:
+        raise BadRequest("reason must not be empty.")
+    if "\x00" in reason:
+        raise BadRequest("reason must not contain NUL characters.")
+    if len(reason) > REPORT_REASON_MAX:
+        raise BadRequest(f"reason is limited to {REPORT_REASON_MAX} characters (got {len(reason)}).")
+    return reason
+
+
+def report_create(*, message_id: int, reporter: User, reason: Any) -> tuple[Report, bool]:
+    """Report a message to the room's moderators; returns (report, created).
+
+    Anyone who can read the room may report (NotFound otherwise, as for
+    reading the message; Forbidden when banned). A user's second report of a
+    message they already have an open report on returns that report
+    (created=False, reason unchanged), also when two arrive at once: the
+    partial unique constraint lets one insert win. A deleted message cannot be
+    reported (BadRequest): there is nothing left to moderate.
+    """
+    reason = clean_reason(reason)
+    message = Message.objects.select_related("room").filter(pk=message_id).first()
+    if message is None:
+        raise NotFound("No such message.")
+    try:
+        room_check_readable(room=message.room, user=reporter)
+    except NotFound:
+        raise NotFound("No such message.") from None
+    if message.deleted_at is not None:
+        raise BadRequest("This message is deleted; there is nothing left to report.")
+    open_reports = Report.objects.filter(message=message, reporter=reporter, resolved_at__isnull=True)
+    existing = open_reports.first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            report = Report.objects.create(message=message, room=message.room, reporter=reporter, reason=reason)
+    except IntegrityError:
+        existing = open_reports.first()
+        if existing is None:
+            raise
+        return existing, False
+    return report, True
+
+
+def _close_reports(*, message: Message, actor: User, now: datetime | None) -> int:
+    """Close every open report on the message as `delete`: the message is gone."""
+    return Report.objects.filter(message=message, resolved_at__isnull=True).update(
+        resolved_at=now or timezone.now(), resolved_by=actor, resolution=Report.Resolution.DELETE
+    )
+
+
+def report_resolve(*, report_id: int, actor: User, action: Any, room: Room | None = None) -> Report:
+    """Close an open report: `dismiss` it, or `delete` the message (live: `message_deleted`).
+
+    The room's owner or a moderator, or staff. `delete` goes through
+    `message_delete` and also closes the other open reports on that message;
+    `dismiss` closes this report only. A report that is not open (resolved
+    already, perhaps by another moderator a moment ago), or not in `room`
+    when given, is NotFound. Audited (`report_resolved`), and a `delete` adds
+    the message's own `message_deleted` entry.
+    """
+    if action not in Report.Resolution.values:
+        raise BadRequest("action must be 'dismiss' or 'delete'.")
+    with transaction.atomic():
+        report = Report.objects.select_related("message__author", "room").filter(pk=report_id).first()
+        if report is None or (room is not None and report.room_id != room.pk):
+            raise NotFound("No such report.")
+        if not actor.is_staff:
+            room_check_moderator(room=report.room, user=actor)
+        now = timezone.now()
+        # Claimed by a conditional UPDATE, so of two moderators resolving at
+        # once exactly one succeeds, on any database.
+        claimed = Report.objects.filter(pk=report.pk, resolved_at__isnull=True).update(
+            resolved_at=now, resolved_by=actor, resolution=action
+        )
+        if not claimed:
+            raise NotFound("This report is resolved already.")
+        message = report.message
+        if action == Report.Resolution.DELETE:
+            message = message_delete(message=message, actor=actor)
+            _close_reports(message=message, actor=actor, now=now)
+        audit_record(
+            actor=actor,
+            action=Action.REPORT_RESOLVED,
+            target=f"report #{report.pk} on {message_target(message)}",
+            room_id=report.room_id,
+            target_user_id=message.author_id,
+            message_id=message.pk,
+            detail=str(action),
+        )
+        report.resolved_at, report.resolved_by, report.resolution = now, actor, action
+    return report

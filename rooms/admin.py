@@ -20,7 +20,14 @@ from django.http import HttpRequest
 from common.errors import ChatError
 
 from .models import Ban, Membership, Room
-from .services import room_ban, room_broadcast_updated, room_unban, rooms_set_locked
+from .services import (
+    memberships_record,
+    room_ban,
+    room_broadcast_updated,
+    room_lock_record,
+    room_unban,
+    rooms_set_locked,
+)
 
 # Fields whose change every socket in the room is told about.
 BROADCAST_FIELDS = {"name", "description", "is_locked", "is_private"}
@@ -115,6 +122,9 @@ class RoomAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and BROADCAST_FIELDS & set(form.changed_data):
             room_broadcast_updated(room=obj)
+        if change and "is_locked" in form.changed_data:
+            # In the admin's transaction for this form, like the save itself.
+            room_lock_record(room=obj, actor=request.user)  # type: ignore[arg-type]
 
     def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -131,6 +141,9 @@ class RoomAdmin(admin.ModelAdmin):
             )
 
     def save_formset(self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool) -> None:
+        if formset.model is Membership:
+            self._save_memberships(request, form, formset, change)
+            return
         if formset.model is not Ban:
             super().save_formset(request, form, formset, change)
             return
@@ -146,3 +159,27 @@ class RoomAdmin(admin.ModelAdmin):
                 room_ban(room=room, actor=request.user, user=ban.user)  # type: ignore[arg-type]
             except ChatError as exc:
                 self.message_user(request, f"Could not ban {ban.user}: {exc.detail}", messages.ERROR)
+
+    def _save_memberships(
+        self, request: HttpRequest, form: ModelForm, formset: BaseInlineFormSet, change: bool
+    ) -> None:
+        """Save the members inline, and audit what it added, re-roled or removed (same transaction).
+
+        The owner the admin gives a new room (save_related) is how a room is
+        made, not a moderation action, so only changes to an existing room count.
+        """
+        before = {
+            f.instance.pk: f.initial.get("role")
+            for f in formset.initial_forms
+            if f.instance.pk is not None and "role" in f.changed_data
+        }
+        super().save_formset(request, form, formset, change)
+        if not change:
+            return
+        memberships_record(
+            room=form.instance,
+            actor=request.user,  # type: ignore[arg-type]
+            added=formset.new_objects,
+            role_changes=[(m, str(before[m.pk])) for m, _fields in formset.changed_objects if m.pk in before],
+            removed=formset.deleted_objects,
+        )

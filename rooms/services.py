@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.models import User
+from audit.services import Action, audit_record, user_target
 from common.errors import BadRequest, Forbidden, NotFound, Unavailable
 from common.realtime import group_send_sync
 
@@ -205,7 +206,14 @@ def room_update(
         # A repeated PATCH is not news to the room's sockets.
         if (locked.is_locked, locked.name, locked.description) != before:
             room_broadcast_updated(room=locked)
+        if locked.is_locked != before[0]:
+            _audit_lock(room=locked, actor=actor)
     return locked
+
+
+def _audit_lock(*, room: Room, actor: User) -> None:
+    action = Action.ROOM_LOCKED if room.is_locked else Action.ROOM_UNLOCKED
+    audit_record(actor=actor, action=action, target=f"#{room.slug}", room_id=room.pk)
 
 
 def room_broadcast_updated(*, room: Room) -> None:
@@ -222,9 +230,17 @@ def membership_add(*, room: Room, actor: User, user: User) -> Membership:
         raise BadRequest("That user is banned from this room; lift the ban first.")
     with transaction.atomic():
         current = Room.objects.get(pk=room.pk)
-        membership, _ = Membership.objects.get_or_create(
+        membership, created = Membership.objects.get_or_create(
             room=room, user=user, defaults={"last_read_seq": current.last_seq}
         )
+        if created:
+            audit_record(
+                actor=actor,
+                action=Action.MEMBER_ADDED,
+                target=user_target(user),
+                room_id=room.pk,
+                target_user_id=user.pk,
+            )
     return membership
 
 
@@ -245,9 +261,65 @@ def membership_set_role(*, room: Room, actor: User, user: User, role: str) -> Me
             raise NotFound("That user is not a member of this room.")
         if membership.role == Membership.Role.OWNER:
             raise BadRequest("The owner's role cannot be changed.")
+        previous = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        if previous != role:
+            audit_record(
+                actor=actor,
+                action=Action.ROLE_CHANGED,
+                target=user_target(user),
+                room_id=room.pk,
+                target_user_id=user.pk,
+                detail=f"{previous} → {role}",
+            )
     return membership
+
+
+def room_lock_record(*, room: Room, actor: User) -> None:
+    """Audit a lock or unlock written elsewhere (the admin's change form), inside that write's transaction."""
+    _audit_lock(room=room, actor=actor)
+
+
+def memberships_record(
+    *,
+    room: Room,
+    actor: User,
+    added: Sequence[Membership] = (),
+    role_changes: Sequence[tuple[Membership, str]] = (),
+    removed: Sequence[Membership] = (),
+) -> None:
+    """Audit membership changes written elsewhere (the admin's members inline), inside that write's transaction.
+
+    `role_changes` pairs each changed membership with its role before.
+    """
+    for membership in added:
+        audit_record(
+            actor=actor,
+            action=Action.MEMBER_ADDED,
+            target=user_target(membership.user),
+            room_id=room.pk,
+            target_user_id=membership.user_id,
+            detail="" if membership.role == Membership.Role.MEMBER else f"as {membership.role}",
+        )
+    for membership, previous in role_changes:
+        if previous != membership.role:
+            audit_record(
+                actor=actor,
+                action=Action.ROLE_CHANGED,
+                target=user_target(membership.user),
+                room_id=room.pk,
+                target_user_id=membership.user_id,
+                detail=f"{previous} → {membership.role}",
+            )
+    for membership in removed:
+        audit_record(
+            actor=actor,
+            action=Action.MEMBER_REMOVED,
+            target=user_target(membership.user),
+            room_id=room.pk,
+            target_user_id=membership.user_id,
+        )
 
 
 def room_ban(*, room: Room, actor: User, user: User) -> Ban:
@@ -266,8 +338,16 @@ def room_ban(*, room: Room, actor: User, user: User) -> Ban:
             and (actor_membership is None or actor_membership.role != Membership.Role.OWNER)
         ):
             raise Forbidden("Only the owner may ban a moderator.")
-        ban, _ = Ban.objects.get_or_create(room=room, user=user, defaults={"banned_by": actor})
+        ban, created = Ban.objects.get_or_create(room=room, user=user, defaults={"banned_by": actor})
         Membership.objects.filter(room=room, user=user).delete()
+        if created:
+            audit_record(
+                actor=actor,
+                action=Action.USER_BANNED,
+                target=user_target(user),
+                room_id=room.pk,
+                target_user_id=user.pk,
+            )
         event = {"type": "user.banned", "user_id": user.pk, "room_id": room.pk, "slug": room.slug}
         group = user.group_name
         transaction.on_commit(lambda: group_send_sync(group, event))
@@ -277,9 +357,13 @@ def room_ban(*, room: Room, actor: User, user: User) -> Ban:
 def room_unban(*, room: Room, actor: User, user: User) -> None:
     """Lift a ban; the user may join (public) or be added (private) again."""
     _check_owner_power(room=room, actor=actor, action="banning")
-    deleted, _ = Ban.objects.filter(room=room, user=user).delete()
-    if not deleted:
-        raise NotFound("That user is not banned here.")
+    with transaction.atomic():
+        deleted, _ = Ban.objects.filter(room=room, user=user).delete()
+        if not deleted:
+            raise NotFound("That user is not banned here.")
+        audit_record(
+            actor=actor, action=Action.USER_UNBANNED, target=user_target(user), room_id=room.pk, target_user_id=user.pk
+        )
 
 
 def rooms_set_locked(*, actor: User, room_ids: Iterable[int], locked: bool) -> int:
@@ -300,6 +384,7 @@ def rooms_set_locked(*, actor: User, room_ids: Iterable[int], locked: bool) -> i
             room.is_locked = locked
             room.save(update_fields=["is_locked"])
             room_broadcast_updated(room=room)
+            _audit_lock(room=room, actor=actor)
             changed += 1
     return changed
 

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Login throttling (accounts/throttle.py).
     "axes",
+    "audit",
     "accounts",
     "rooms",
     "messaging",
@@ -55,6 +56,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Which path (REST or admin) a moderation action came by, for the audit trail.
+    "audit.middleware.AuditPathMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -324,6 +327,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Fields named "action" and a choice set used twice (reports, audit trail) get one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ReportResolutionEnum": "messaging.models.Report.Resolution",
+        "AuditActionEnum": "audit.models.AuditEntry.Action",
+    },
 }
 
 # --- Security headers -------------------------------------------------------

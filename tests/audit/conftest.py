@@ -1,0 +1,5 @@
+"""The websocket fixture and the API client, shared with tests/messaging and tests/api."""
+
+from tests.api.conftest import api  # noqa: F401 - fixtures, used by name
+from tests.messaging.conftest import ws  # noqa: F401
+from tests.web.conftest import login  # noqa: F401
