@@ -155,3 +155,18 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "badges_boot": {"me": user_to_dict(user), "current": room.slug},
     }
     return render(request, "rooms/room.html", context)
+
+
+@login_required
+@require_GET
+def user_detail(request: HttpRequest, username: str) -> HttpResponse:
+    """A person's page, where a mention in a message links: who they are, and "Message" to open a DM.
+
+    Any signed-in user may see any active user's name (as they can when
+    mentioning them); an unknown or deactivated username is 404.
+    """
+    person = User.objects.filter(username=username, is_active=True).first()
+    if person is None:
+        raise Http404("No such user.")
+    context = {"person": person, "is_me": person.pk == request.user.pk}
+    return render(request, "rooms/user.html", context)

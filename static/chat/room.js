@@ -11,7 +11,11 @@
  * person in the online list; "Message" opens (or reopens) the direct message
  * with that person over POST /api/dms/ and goes to it.
  *
- * User data is only ever put in the page with textContent, never innerHTML.
+ * User data is only ever put in the page with textContent, never innerHTML,
+ * with one exception: a message's `html`, which the server rendered from
+ * Markdown and sanitized to a short allow-list (docs/protocol.md, "Markdown");
+ * it is parsed in an inert <template> and checked against that list again
+ * before it is shown (renderBody). The raw `body` never goes in as HTML.
  */
 (() => {
   "use strict";
@@ -212,7 +216,7 @@
       li.appendChild(el("div", "msg-body", "This message was deleted."));
       return li;
     }
-    li.appendChild(el("div", "msg-body", m.body));
+    li.appendChild(renderBody(m));
     if (m.reactions && m.reactions.length) li.appendChild(buildReactions(m));
 
     const actions = el("div", "msg-actions");
@@ -243,6 +247,64 @@
     }
     if (actions.childElementCount) li.appendChild(actions);
     return li;
+  }
+
+  // --- rich text -----------------------------------------------------------------------
+
+  // What the server's sanitizer lets through (messaging/markdown.py); checked again
+  // here so that nothing else could ever reach the page, whatever sent the frame.
+  const RICH_TAGS = new Set(["P", "BR", "EM", "STRONG", "CODE", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "A"]);
+  const RICH_ATTRS = { A: new Set(["href", "rel", "class"]), OL: new Set(["start"]) };
+  const SAFE_HREF = /^(https?:\/\/|mailto:|\/u\/[^/?#]+\/$)/i;
+
+  /** A message's body from its server-rendered `html`: links open in a new tab, mentions open the person's card. */
+  function renderBody(m) {
+    const div = el("div", "msg-body");
+    if (typeof m.html !== "string" || !m.html) {
+      // Only a message the server has not rendered (none should reach here): show the text as is.
+      div.textContent = m.body;
+      return div;
+    }
+    div.classList.add("msg-rich");
+    const template = document.createElement("template");
+    template.innerHTML = m.html; // inert: nothing in a template runs or loads
+    for (const node of [...template.content.querySelectorAll("*")]) {
+      const allowed = RICH_ATTRS[node.tagName] || new Set();
+      if (!RICH_TAGS.has(node.tagName)) {
+        node.replaceWith(document.createTextNode(node.textContent));
+        continue;
+      }
+      for (const attr of [...node.attributes]) {
+        if (!allowed.has(attr.name)) node.removeAttribute(attr.name);
+      }
+      if (node.tagName === "A") decorateLink(node, m);
+    }
+    div.appendChild(template.content);
+    return div;
+  }
+
+  function decorateLink(a, m) {
+    const href = a.getAttribute("href") || "";
+    if (!SAFE_HREF.test(href)) {
+      a.removeAttribute("href");
+      return;
+    }
+    if (a.classList.contains("mention")) {
+      const username = decodeURIComponent(href.slice(3, -1));
+      const user = (m.mentions || []).find((u) => u.username === username);
+      if (!user || user.id === ME.id) return; // your own name: nothing to open
+      a.setAttribute("aria-haspopup", "dialog");
+      a.title = `@${user.username}`;
+      a.addEventListener("click", (e) => {
+        if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return; // a new tab gets the person's page
+        e.preventDefault();
+        e.stopPropagation();
+        togglePersonCard(user, a);
+      });
+      return;
+    }
+    a.target = "_blank";
+    a.rel = "nofollow noopener noreferrer";
   }
 
   // --- replies and reactions ---------------------------------------------------------
@@ -480,7 +542,8 @@
       save.disabled = true;
       try {
         const updated = await api("PATCH", `/api/messages/${entry.data.id}/`, { body: text });
-        upsert(updated && updated.id ? updated : { ...entry.data, body: text });
+        // Without the server's answer the old html would be stale: show the new text as is.
+        upsert(updated && updated.id ? updated : { ...entry.data, body: text, html: "" });
       } catch (err) {
         error.textContent = err.message;
         save.disabled = false;
