@@ -245,6 +245,7 @@
       del.addEventListener("click", () => deleteMessage(m.seq));
       actions.appendChild(del);
     }
+    if (m.author.id !== ME.id) actions.appendChild(reportButton(m));
     if (actions.childElementCount) li.appendChild(actions);
     return li;
   }
@@ -562,6 +563,120 @@
     } catch (err) {
       showBanner(`Could not delete the message: ${err.message}`);
     }
+  }
+
+  // --- reports -----------------------------------------------------------------
+
+  // Messages this page reported: the button stays "Reported" when a message is drawn again.
+  const reported = new Set();
+  const reportDialog = { el: null, form: null, reason: null, error: null, submit: null, message: null, opener: null };
+
+  function reportButton(m) {
+    const done = reported.has(m.id);
+    const button = el("button", "msg-action msg-action-report", done ? "Reported" : "Report");
+    button.type = "button";
+    button.disabled = done;
+    button.setAttribute("aria-haspopup", "dialog");
+    button.setAttribute("aria-label", done ? "Reported to the moderators" : "Report this message to the moderators");
+    button.addEventListener("click", () => openReportDialog(m, button));
+    return button;
+  }
+
+  /** The one report form of the page: a modal <dialog> asking why, built on first use. */
+  function buildReportDialog() {
+    const dialog = el("dialog", "report-dialog");
+    dialog.setAttribute("aria-labelledby", "report-title");
+    const form = el("form", "report-form");
+    form.method = "dialog";
+    form.noValidate = true;
+    form.appendChild(el("h2", "report-title", "Report message"));
+    form.querySelector("h2").id = "report-title";
+    const quote = el("p", "report-quote muted");
+    form.appendChild(quote);
+    const label = el("label", "report-label", "Why should the moderators look at it?");
+    label.htmlFor = "report-reason";
+    form.appendChild(label);
+    const reason = el("textarea", "report-reason");
+    reason.id = "report-reason";
+    reason.name = "reason";
+    reason.rows = 3;
+    reason.maxLength = 500;
+    reason.required = true;
+    reason.placeholder = "Spam, harassment, something else…";
+    form.appendChild(reason);
+    const error = el("p", "field-error report-error");
+    error.hidden = true;
+    error.setAttribute("role", "alert");
+    form.appendChild(error);
+    reason.addEventListener("input", () => {
+      error.hidden = true;
+    });
+    const buttons = el("div", "report-buttons");
+    const cancel = el("button", "btn btn-ghost btn-small", "Cancel");
+    cancel.type = "button";
+    cancel.addEventListener("click", () => dialog.close());
+    const submit = el("button", "btn btn-primary btn-small", "Report");
+    submit.type = "submit";
+    buttons.append(cancel, submit);
+    form.appendChild(buttons);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      submitReport();
+    });
+    dialog.appendChild(form);
+    dialog.addEventListener("close", () => {
+      if (reportDialog.opener && reportDialog.opener.isConnected) reportDialog.opener.focus();
+      reportDialog.message = null;
+      reportDialog.opener = null;
+    });
+    document.body.appendChild(dialog);
+    Object.assign(reportDialog, { el: dialog, form, reason, error, submit, quote });
+  }
+
+  function openReportDialog(m, opener) {
+    if (!reportDialog.el) buildReportDialog();
+    reportDialog.message = m;
+    reportDialog.opener = opener;
+    reportDialog.quote.textContent = `${m.author.display_name || m.author.username}: ${codePoints(m.body, 120)}`;
+    reportDialog.reason.value = "";
+    reportDialog.error.hidden = true;
+    reportDialog.submit.disabled = false;
+    reportDialog.el.showModal();
+    reportDialog.reason.focus();
+  }
+
+  async function submitReport() {
+    const m = reportDialog.message;
+    if (!m) return;
+    const reason = reportDialog.reason.value.trim();
+    if (!reason) {
+      reportDialog.error.textContent = "Say briefly what is wrong with it.";
+      reportDialog.error.hidden = false;
+      reportDialog.reason.focus();
+      return;
+    }
+    reportDialog.submit.disabled = true;
+    try {
+      await api("POST", `/api/messages/${m.id}/report/`, { reason });
+    } catch (err) {
+      reportDialog.error.textContent = `Could not report it: ${err.message}`;
+      reportDialog.error.hidden = false;
+      reportDialog.submit.disabled = false;
+      return;
+    }
+    reported.add(m.id);
+    const opener = reportDialog.opener;
+    reportDialog.el.close();
+    if (opener && opener.isConnected) {
+      opener.textContent = "Reported";
+      opener.disabled = true;
+      opener.setAttribute("aria-label", "Reported to the moderators");
+    }
+    const thanks = "Reported. The room's moderators will take a look.";
+    showBanner(thanks, "info");
+    setTimeout(() => {
+      if (els.banner.textContent === thanks) hideBanner();
+    }, 5000);
   }
 
   async function loadOlder() {
