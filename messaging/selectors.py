@@ -243,9 +243,9 @@ def attachment_get_readable(*, attachment_id: int, user: User) -> Attachment:
 def reports_open(*, room: Room) -> list[Report]:
     """The room's open reports, oldest first (a queue), each with its message ready for `messages_to_dicts`.
 
-    Three queries whatever their number: the reports (by the partial
-    room/open index) with their reporters, their messages as history loads
-    them, and those messages' mentions.
+    A constant number of queries whatever their number: the reports (by the
+    partial room/open index) with their reporters, then their messages as
+    history loads them (`messages_by_ids`).
     """
     reports = list(
         Report.objects.filter(room=room, resolved_at__isnull=True)
