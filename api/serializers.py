@@ -84,7 +84,12 @@ class RoleSerializer(serializers.Serializer):
 class MessageCreateSerializer(serializers.Serializer):
     # No length limit here: the service trims and counts code points, and
     # answers `too_long` rather than DRF's generic `bad_request`.
-    body = StrictCharField(trim_whitespace=False, allow_blank=True, help_text="1-4000 code points after trimming.")
+    body = StrictCharField(
+        trim_whitespace=False,
+        allow_blank=True,
+        required=False,
+        help_text="1-4000 code points after trimming; may be empty or left out when `attachments` is not empty.",
+    )
     client_id = StrictCharField(
         required=False,
         allow_null=True,
@@ -98,6 +103,13 @@ class MessageCreateSerializer(serializers.Serializer):
         allow_null=True,
         min_value=1,
         help_text="Id of the message in this room this one replies to; another room's or an unknown one is 404.",
+    )
+    attachments = serializers.ListField(
+        child=StrictIntegerField(min_value=1),
+        required=False,
+        max_length=10,
+        help_text="Up to 10 ids of your own unused uploads to this room (POST .../attachments/), in the order to "
+        "show them; anyone else's, a used one, another room's or a repeat is 400 and nothing is sent.",
     )
 
 
@@ -207,6 +219,9 @@ class MessageSerializer(serializers.Serializer):
         many=True,
         help_text="Users mentioned as @username who can read the room, in order of first appearance; "
         "never the author; [] once deleted.",
+    )
+    attachments = AttachmentSerializer(
+        many=True, help_text="Files, in the order the sender listed them; [] when none or deleted."
     )
 
 

@@ -455,7 +455,12 @@ class MessageListView(APIView):
         if reply_to is not None and reply_to > MAX_BIGINT:
             raise NotFound("No such message to reply to in this room.")
         message, created = message_create(
-            room=room, author=user, body=data["body"], client_id=data.get("client_id"), reply_to=reply_to
+            room=room,
+            author=user,
+            body=data.get("body"),
+            client_id=data.get("client_id"),
+            reply_to=reply_to,
+            attachments=data.get("attachments"),
         )
         return Response(
             message_for_viewer(message, user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -287,6 +287,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 body=frame.get("body"),
                 client_id=client_id,
                 reply_to=frame.get("reply_to"),
+                attachments=frame.get("attachments"),
             )
         )
         if isinstance(posted.error, RateLimited):

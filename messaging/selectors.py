@@ -23,10 +23,17 @@ MAX_PAGE = 200
 QUOTE = "reply_to__author"
 # A page's mentions in one query, in order of first appearance (serializers.message_mentions).
 MENTIONS = Prefetch("mentions", queryset=Mention.objects.select_related("user").order_by("position"))
+# A page's attachments in one query, in the sender's order (serializers.message_attachments).
+ATTACHMENTS = Prefetch(
+    "attachments",
+    queryset=Attachment.objects.only("id", "message_id", "position", "name", "size", "content_type").order_by(
+        "position"
+    ),
+)
 
 
 def _base(room: Room) -> QuerySet[Message]:
-    return Message.objects.filter(room=room).select_related("author", QUOTE).prefetch_related(MENTIONS)
+    return Message.objects.filter(room=room).select_related("author", QUOTE).prefetch_related(MENTIONS, ATTACHMENTS)
 
 
 def messages_page(*, room: Room, before: int | None = None, after: int | None = None, limit: int = 50) -> list[Message]:
@@ -50,7 +57,7 @@ def messages_after(*, room_id: int, after: int, limit: int, up_to: int | None = 
     qs = (
         Message.objects.filter(room_id=room_id, seq__gt=after)
         .select_related("author", "room", QUOTE)
-        .prefetch_related(MENTIONS)
+        .prefetch_related(MENTIONS, ATTACHMENTS)
     )
     if up_to is not None:
         qs = qs.filter(seq__lte=up_to)
@@ -59,7 +66,10 @@ def messages_after(*, room_id: int, after: int, limit: int, up_to: int | None = 
 
 def message_get(*, message_id: int) -> Message:
     message = (
-        Message.objects.select_related("author", "room", QUOTE).prefetch_related(MENTIONS).filter(pk=message_id).first()
+        Message.objects.select_related("author", "room", QUOTE)
+        .prefetch_related(MENTIONS, ATTACHMENTS)
+        .filter(pk=message_id)
+        .first()
     )
     if message is None:
         raise NotFound("No such message.")
@@ -156,7 +166,7 @@ def messages_search(*, user: User, query: str, room: Room | None = None, limit: 
     qs = (
         Message.objects.filter(room__in=rooms_readable_by(user=user).values("pk"), deleted_at__isnull=True)
         .select_related("author", "room", QUOTE)
-        .prefetch_related(MENTIONS)
+        .prefetch_related(MENTIONS, ATTACHMENTS)
     )
     if room is not None:
         qs = qs.filter(room=room)
@@ -208,7 +218,11 @@ def mentions_page(*, user: User, before: int | None = None, limit: int = 50) -> 
     if before is not None:
         rows = rows.filter(message_id__lt=before)
     ids = list(rows.order_by("-message_id").values_list("message_id", flat=True)[:limit])
-    messages = Message.objects.filter(pk__in=ids).select_related("author", "room", QUOTE).prefetch_related(MENTIONS)
+    messages = (
+        Message.objects.filter(pk__in=ids)
+        .select_related("author", "room", QUOTE)
+        .prefetch_related(MENTIONS, ATTACHMENTS)
+    )
     return sorted(messages, key=lambda message: -message.pk)
 
 
@@ -265,6 +279,6 @@ def messages_by_ids(ids: set[int]) -> dict[int, Message]:
     rows = (
         Message.objects.filter(pk__in=ids)
         .select_related("author", "room", QUOTE)
-        .prefetch_related(MENTIONS)
+        .prefetch_related(MENTIONS, ATTACHMENTS)
     )
     return {message.pk: message for message in rows}

@@ -66,6 +66,7 @@ def message_to_dict(
         reply_to=message_quote(message),
         reactions=reactions,
         mentions=message_mentions(message),
+        attachments=message_attachments(message),
     )
 
 
@@ -84,6 +85,7 @@ def message_dict(
     reply_to: dict[str, Any] | None = None,
     reactions: list[dict[str, Any]] | None = None,
     mentions: list[dict[str, Any]] | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`message_to_dict` from the columns, for writers that never build a Message (group commit)."""
     return {
@@ -102,6 +104,8 @@ def message_dict(
         "reactions": reactions if reactions is not None else [],
         # A deleted message mentions nobody (its Mention rows are removed too).
         "mentions": [] if deleted_at else list(mentions or []),
+        # A deleted message's files are out of reach too (their downloads are 404).
+        "attachments": [] if deleted_at else list(attachments or []),
     }
 
 
@@ -145,3 +149,15 @@ def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
     return attachment_dict(
         id=attachment.pk, name=attachment.name, size=attachment.size, content_type=attachment.content_type
     )
+
+
+def message_attachments(message: Message) -> list[dict[str, Any]]:
+    """`attachments` of a Message: from `messaging.selectors.ATTACHMENTS` when prefetched, else one query."""
+    cache = getattr(message, "_prefetched_objects_cache", {})
+    if "attachments" in cache:
+        rows = sorted(cache["attachments"], key=lambda attachment: attachment.position)
+    elif message.pk is None or message.deleted_at is not None:
+        return []
+    else:
+        rows = list(message.attachments.order_by("position"))
+    return [attachment_to_dict(attachment) for attachment in rows]

@@ -29,15 +29,22 @@ from .markdown import render_markdown
 from .mentions import MentionedUser, choose_mentions, lookup_names
 from .models import Mention, Message, Reaction, Report
 from .selectors import reactions_for
-from .serializers import message_dict, message_to_dict, quote_dict
+from .serializers import attachment_dict, message_dict, message_to_dict, quote_dict
 
 
-def clean_body(body: Any) -> str:
-    """Trim and check a message body: 1..CHAT_MAX_BODY code points after trimming."""
+def clean_body(body: Any, *, allow_empty: bool = False) -> str:
+    """Trim and check a message body: 1..CHAT_MAX_BODY code points after trimming.
+
+    `allow_empty` (a message with attachments): "" and a missing (None) body pass as "".
+    """
+    if body is None and allow_empty:
+        return ""
     if not isinstance(body, str):
         raise BadRequest("body must be a string.")
     body = body.strip()
     if not body:
+        if allow_empty:
+            return ""
         raise BadRequest("body must not be empty.")
     if "\x00" in body:
         # PostgreSQL text cannot hold NUL; refuse it as input, not as an outage.
@@ -58,6 +65,27 @@ def clean_reply_to(reply_to: Any) -> int | None:
         # database error (an `unavailable` that no retry can cure).
         raise NotFound("No such message.")
     return reply_to
+
+
+# At most this many files on one message (the contract's limit).
+MAX_ATTACHMENTS = 10
+_MAX_ID = 2**63 - 1
+
+
+def clean_attachments(value: Any) -> tuple[int, ...]:
+    """`attachments` of a send: up to MAX_ATTACHMENTS distinct upload ids, in order (whose: checked later)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise BadRequest("attachments must be a list of upload ids.")
+    if len(value) > MAX_ATTACHMENTS:
+        raise BadRequest(f"A message takes at most {MAX_ATTACHMENTS} attachments (got {len(value)}).")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= _MAX_ID:
+            raise BadRequest("attachments must be a list of upload ids.")
+    if len(set(value)) != len(value):
+        raise BadRequest("attachments must not list an upload twice.")
+    return tuple(value)
 
 
 def clean_client_id(client_id: Any, *, required: bool = False) -> str | None:
@@ -98,6 +126,8 @@ class NewMessage:
     client_id: str | None = None
     # The id of a message in the same room, or None (clean_reply_to).
     reply_to: Any = None
+    # Ids of the author's own unused uploads to this room (clean_attachments).
+    attachments: Any = ()
 
 
 @dataclass
@@ -126,6 +156,7 @@ def message_create(
     body: Any,
     client_id: str | None = None,
     reply_to: Any = None,
+    attachments: Any = None,
     rate_limit: bool = True,
 ) -> tuple[Message, bool]:
     """Persist a message and broadcast it to the room once committed.
@@ -135,14 +166,20 @@ def message_create(
     The seq comes from the room row, bumped under its lock in the insert's
     transaction: gap-free and in commit order across any number of processes.
 
-    Raises BadRequest/TooLong (input), NotFound (private room, not a member;
+    Raises BadRequest/TooLong (input; `attachments` not all the author's
+    own unused uploads to this room), NotFound (private room, not a member;
     `reply_to` not a message of this room), Forbidden (banned), RoomLocked,
     RateLimited.
     """
-    (posted,) = messages_create(
-        requests=[NewMessage(room_id=room.pk, author=author, body=body, client_id=client_id, reply_to=reply_to)],
-        rate_limit=rate_limit,
+    request = NewMessage(
+        room_id=room.pk,
+        author=author,
+        body=body,
+        client_id=client_id,
+        reply_to=reply_to,
+        attachments=attachments if attachments is not None else (),
     )
+    (posted,) = messages_create(requests=[request], rate_limit=rate_limit)
     if posted.error is not None:
         raise posted.error
     assert posted.data is not None
@@ -203,10 +240,12 @@ def messages_create(
     pending: list[_Pending] = []
     for i, req in enumerate(requests):
         try:
-            body = clean_body(req.body)
+            attachments = clean_attachments(req.attachments)
+            # A message with files may have no text (a picture on its own).
+            body = clean_body(req.body, allow_empty=bool(attachments))
             clean_client_id(req.client_id)
-            if req.reply_to is not None:
-                req = replace(req, reply_to=clean_reply_to(req.reply_to))
+            if req.reply_to is not None or attachments != req.attachments:
+                req = replace(req, reply_to=clean_reply_to(req.reply_to), attachments=attachments)
         except ChatError as exc:
             results[i].error = exc
             continue
@@ -274,6 +313,7 @@ class _Stored(NamedTuple):
     deleted_at: datetime | None
     room_slug: str
     reply_to: dict[str, Any] | None
+    attachments: list[dict[str, Any]]
 
 
 class _LockedRoom(NamedTuple):
@@ -320,7 +360,10 @@ def _read_datetime() -> Callable[[Any], Any]:
 
 
 def _stored(cursor: CursorWrapper, pending: list[_Pending]) -> dict[_Key, _Stored]:
-    """The stored messages for the requests' (room, author, client_id) keys, in one statement."""
+    """The stored messages for the requests' (room, author, client_id) keys, in one statement.
+
+    Their attachments take one more, only when a retry found its original.
+    """
     keys = list(dict.fromkeys((req.room_id, req.author.pk, req.client_id) for _, req, _ in pending if req.client_id))
     if not keys:
         return {}
@@ -340,9 +383,19 @@ def _stored(cursor: CursorWrapper, pending: list[_Pending]) -> dict[_Key, _Store
     if not found:
         return {}
     read = _read_datetime()
+    files = _attachments_of(cursor, sorted({row[3] for row in found}))
     return {
         (room_id, author_id, client_id): _Stored(
-            id_, seq, body, html, read(created), read(edited), read(deleted), slug, _quote(quote, read)
+            id_,
+            seq,
+            body,
+            html,
+            read(created),
+            read(edited),
+            read(deleted),
+            slug,
+            _quote(quote, read),
+            files.get(id_, []),
         )
         for room_id, author_id, client_id, id_, seq, body, html, created, edited, deleted, slug, *quote in found
     }
@@ -378,6 +431,82 @@ def _quotes(cursor: CursorWrapper, ids: list[int]) -> dict[int, tuple[int, dict[
     return quotes
 
 
+def _attachments_of(cursor: CursorWrapper, message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """`attachments` of stored messages, in their order, in one statement."""
+    where, params = _in("message_id", message_ids)
+    cursor.execute(
+        "SELECT message_id, id, name, size, content_type FROM messaging_attachment"  # noqa: S608
+        f" WHERE {where} ORDER BY message_id, position",
+        params,
+    )
+    files: dict[int, list[dict[str, Any]]] = {}
+    for message_id, id_, name, size, content_type in cursor.fetchall():
+        files.setdefault(message_id, []).append(
+            attachment_dict(id=id_, name=name, size=size, content_type=content_type)
+        )
+    return files
+
+
+class _Upload(NamedTuple):
+    room_id: int
+    uploader_id: int
+    message_id: int | None
+    file: dict[str, Any]
+
+
+def _lock_uploads(cursor: CursorWrapper, upload_ids: list[int]) -> dict[int, _Upload]:
+    """The batch's listed uploads, locked (in id order) until COMMIT, in one statement.
+
+    The lock is what makes attaching race-safe: of two sends listing the same
+    upload, the second reads it only after the first committed, and then
+    sees it used. The cleanup command locks the rows it deletes the same way.
+    """
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    where, params = _in("id", upload_ids)
+    cursor.execute(
+        "SELECT id, room_id, uploader_id, message_id, name, size, content_type"  # noqa: S608
+        f" FROM messaging_attachment WHERE {where} ORDER BY id{lock}",
+        params,
+    )
+    return {
+        id_: _Upload(room_id, uploader_id, message_id, attachment_dict(id=id_, name=name, size=size, content_type=ct))
+        for id_, room_id, uploader_id, message_id, name, size, ct in cursor.fetchall()
+    }
+
+
+def _uploads_refusal(req: NewMessage, uploads: dict[int, _Upload], claimed: set[int]) -> ChatError | None:
+    """bad_request unless each listed upload is the author's own, to this room, unused, not taken earlier in a batch."""
+    for upload_id in req.attachments:
+        upload = uploads.get(upload_id)
+        if (
+            upload is None
+            or upload.message_id is not None
+            or upload.uploader_id != req.author.pk
+            or upload.room_id != req.room_id
+            or upload_id in claimed
+        ):
+            return BadRequest(f"Attachment {upload_id} is not an unused upload of yours to this room.")
+    return None
+
+
+def _attach(cursor: CursorWrapper, rows: list[tuple[int, int, int, int, int]]) -> None:
+    """(upload_id, message_id, position, uploader_id, room_id): attach them all in one UPDATE.
+
+    The WHERE repeats every condition checked under the lock, and the row
+    count must match: an upload that changed hands anyway fails the whole
+    batch (IntegrityError), which messages_create then retries one by one.
+    """
+    values, params = _rows(("bigint", "bigint", "smallint", "bigint", "bigint"), rows)
+    cursor.execute(
+        f"UPDATE messaging_attachment SET message_id = v.column2, position = v.column3 FROM {values}"  # noqa: S608
+        " WHERE messaging_attachment.id = v.column1 AND messaging_attachment.message_id IS NULL"
+        " AND messaging_attachment.uploader_id = v.column4 AND messaging_attachment.room_id = v.column5",
+        params,
+    )
+    if cursor.rowcount != len(rows):
+        raise IntegrityError(f"attached {cursor.rowcount} of {len(rows)} uploads: one was taken or removed meanwhile")
+
+
 def _stored_dict(stored: _Stored, req: NewMessage) -> dict[str, Any]:
     return message_dict(
         id=stored.id,
@@ -391,6 +520,7 @@ def _stored_dict(stored: _Stored, req: NewMessage) -> dict[str, Any]:
         edited_at=stored.edited_at,
         deleted_at=stored.deleted_at,
         reply_to=stored.reply_to,
+        attachments=stored.attachments,
     )
 
 
@@ -451,6 +581,10 @@ def _create_locked(pending: list[_Pending], htmls: dict[int, str], publish: Publ
         # Every reply target of the batch in one statement (none when nobody replies).
         reply_ids = sorted({req.reply_to for _, req, _ in pending if req.reply_to is not None})
         quotes = _quotes(cursor, reply_ids) if reply_ids else {}
+        # Every listed upload of the batch, locked, in one statement (none when nobody attaches).
+        upload_ids = sorted({upload_id for _, req, _ in pending for upload_id in req.attachments})
+        uploads = _lock_uploads(cursor, upload_ids) if upload_ids else {}
+        claimed: set[int] = set()
         new_rows: list[tuple[int, NewMessage, str, int]] = []
         first_of: dict[_Key, int] = {}
         repeats: list[tuple[int, int]] = []
@@ -470,9 +604,12 @@ def _create_locked(pending: list[_Pending], htmls: dict[int, str], publish: Publ
                 if target is None or target[0] != req.room_id:
                     # Another room's message is as unknown as a missing one.
                     error = NotFound("No such message to reply to in this room.")
+            if error is None and req.attachments:
+                error = _uploads_refusal(req, uploads, claimed)
             if error is not None:
                 outcomes[i] = Posted(error=error)
                 continue
+            claimed.update(req.attachments)
             seq = last_seq[req.room_id] = last_seq[req.room_id] + 1
             new_rows.append((i, req, body, seq))
             if key is not None:
@@ -500,6 +637,15 @@ def _create_locked(pending: list[_Pending], htmls: dict[int, str], publish: Publ
                 for position, user in enumerate(mentioned[i])
             ],
         )
+        if claimed:
+            _attach(
+                cursor,
+                [
+                    (upload_id, ids[(req.room_id, seq)], position, req.author.pk, req.room_id)
+                    for _, req, _, seq in new_rows
+                    for position, upload_id in enumerate(req.attachments)
+                ],
+            )
         _set_last_seqs(cursor, {room_id: last_seq[room_id] for room_id, _ in read_to})
         _mark_read(cursor, read_to, now)
         events = []
@@ -517,6 +663,7 @@ def _create_locked(pending: list[_Pending], htmls: dict[int, str], publish: Publ
                 created_at=now,
                 reply_to=quotes[req.reply_to][1] if req.reply_to is not None else None,
                 mentions=[user.to_dict() for user in mentioned[i]],
+                attachments=[uploads[upload_id].file for upload_id in req.attachments],
             )
             outcomes[i] = Posted(data=data, created=True)
             events.append(

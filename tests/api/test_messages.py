@@ -28,6 +28,7 @@ MESSAGE_KEYS = {
     "reply_to",
     "reactions",
     "mentions",
+    "attachments",
 }
 
 
@@ -176,6 +177,7 @@ def test_history_hides_client_id_from_others_and_blanks_deleted(api, alice, bob,
         "reply_to": None,
         "reactions": [],
         "mentions": [],
+        "attachments": [],
     }
     assert mine.seq == 1
 

@@ -198,3 +198,48 @@ def test_a_retry_quotes_the_original_as_it_is_now(alice, bob, lobby):
     (again,) = messages_create(requests=[NewMessage(room_id=lobby.pk, author=bob, body="answer", client_id="k")])
     assert not again.created and again.data is not None
     assert again.data["id"] == reply.pk and again.data["reply_to"]["body"] == "better question"
+
+
+@pytest.mark.parametrize("rate_limit", ["off", "1000/10"])
+def test_attachments_add_two_statements_whatever_the_batch(
+    alice, private_room, settings, rate_limit, media_root, django_capture_on_commit_callbacks
+):
+    """Lock the listed uploads (one SELECT) and attach them (one UPDATE): 2 or 40 sends, the same count."""
+    from messaging.attachments import attachment_create
+    from messaging.models import Attachment
+    from tests.attachments import png_upload
+
+    settings.CHAT_RATE_LIMIT = rate_limit
+    rooms = [*(RoomFactory(created_by=alice) for _ in range(4)), private_room]
+    authors = [alice, *(UserFactory() for _ in range(3))]
+    for author in authors[1:]:
+        Membership.objects.create(room=private_room, user=author)
+
+    counts = []
+    for batch_rooms, size, tag in (([rooms[0], private_room], 2, "small"), (rooms, 40, "large")):
+        requests = [
+            replace(
+                req,
+                attachments=[
+                    attachment_create(room=room, uploader=req.author, upload=png_upload(f"{tag}-{n}.png")).pk
+                    for n in range(2)
+                ],
+            )
+            for req in _batch(batch_rooms, authors, size, tag)
+            for room in [next(r for r in rooms if r.pk == req.room_id)]
+        ]
+        with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as ctx:
+            results = messages_create(requests=requests, publish=lambda events: None)
+        counts.append(len(ctx.captured_queries))
+        for req, posted in zip(requests, results, strict=True):
+            assert posted.created and posted.data is not None
+            assert [a["id"] for a in posted.data["attachments"]] == list(req.attachments)
+            stored = Message.objects.select_related("room", "author").get(pk=posted.message_id)
+            assert posted.data == message_to_dict(stored)
+            assert list(
+                Attachment.objects.filter(message=stored).order_by("position").values_list("pk", flat=True)
+            ) == list(req.attachments)
+
+    assert counts[0] == counts[1]
+    # Those of test_statements_do_not_grow_with_the_batch, plus the uploads' SELECT ... FOR UPDATE and UPDATE.
+    assert counts[0] == (13 if rate_limit == "off" else 14)
