@@ -382,3 +382,20 @@ def test_services_refusals_raise_before_writing(alice, bob, lobby):
     with pytest.raises(BadRequest):
         room_ban(room=lobby, actor=alice, user=alice)
     assert entries() == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_path_survives_the_asgi_handler(alice, bob, lobby):
+    """Under ASGI (as served) the middleware runs in the async chain and the view on a thread."""
+    from django.test import AsyncClient
+
+    from tests.factories import token_for
+
+    key = await sync_to_async(token_for)(alice)
+    client = AsyncClient()
+    response = await client.post(
+        "/api/rooms/lobby/bans/", {"username": "bob"}, content_type="application/json", AUTHORIZATION=f"Token {key}"
+    )
+    assert response.status_code == 201
+    entry = await sync_to_async(only_entry)()
+    assert (entry.action, entry.path) == (Action.USER_BANNED, "rest")
