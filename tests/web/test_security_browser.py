@@ -6,7 +6,7 @@ Chromium reports each blocked script, style, image or connection as a
 
 import pytest
 
-from tests.factories import MessageFactory
+from tests.factories import PASSWORD, MessageFactory
 from tests.web.test_browser import (  # noqa: F401 - fixtures, used by name
     browser,
     live_server_process,
@@ -59,13 +59,41 @@ def test_room_page_works_under_the_policy(browser, live_url, alice, bob, lobby):
         composer.press("Enter")
     expect(message_items(page)).to_have_count(4)
     expect(page.locator("#conn-status[data-state=online]")).to_have_count(1)
+    # The controls that build markup on the fly: a reaction and a reply.
+    first = message_items(page).first
+    first.hover()
+    first.get_by_role("button", name="Add reaction").click()
+    page.get_by_role("menuitem", name="React with 👍").click()
+    expect(first.locator(".reaction-chip")).to_have_count(1)
+    first.hover()
+    first.get_by_role("button", name="Reply").click()
+    composer.fill("a reply")
+    composer.press("Enter")
+    expect(message_items(page)).to_have_count(5)
     page.reload()
     page.locator("#conn-status[data-state=online]").wait_for()
-    expect(message_items(page)).to_have_count(4)
+    expect(message_items(page)).to_have_count(5)
+    page.goto(f"{live_url}/u/bob/")
 
     page.wait_for_timeout(300)  # let any late report arrive
     assert violations(page, console) == [], violations(page, console)
     assert page.errors == []
+
+
+def test_login_lockout_page_under_the_policy(browser, live_url, bob):  # noqa: F811
+    from playwright.sync_api import expect
+
+    page = browser.new_context().new_page()
+    console = watch(page)
+    for password in ["wrong"] * 5 + [PASSWORD]:
+        page.goto(f"{live_url}/accounts/login/")
+        page.get_by_label("Username").fill("bob")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+    expect(page.get_by_role("alert")).to_contain_text("Too many failed logins")
+    assert page.url == f"{live_url}/accounts/login/"
+    assert violations(page, console) == [], violations(page, console)
 
 
 def test_policy_blocks_inline_script(browser, live_url, alice, lobby):  # noqa: F811
