@@ -46,12 +46,13 @@ def report_to_dict(report: Report, message: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_entry_to_dict(entry: AuditEntry) -> dict[str, Any]:
+    """The contract's five fields; what changed, when the action alone does not say, follows the target."""
+    target = f"{entry.target} ({entry.detail})" if entry.detail else entry.target
     return {
         "at": iso(entry.at),
         "actor": user_to_dict(entry.actor) if entry.actor is not None else None,
         "action": entry.action,
-        "target": entry.target,
-        "detail": entry.detail,
+        "target": target,
         "path": entry.path,
     }
 

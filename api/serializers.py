@@ -279,9 +279,9 @@ class AuditEntrySerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     actor = UserSerializer(allow_null=True, help_text="Who acted; null if that account is gone or nobody did.")
     action = serializers.ChoiceField(choices=AuditEntry.Action.choices)
-    target = serializers.CharField(help_text='Whom or what, as text: "@bob", "message #12 (seq 3) by @bob", "#lobby".')
-    detail = serializers.CharField(
-        allow_blank=True, help_text='What changed when the action alone does not say ("member → moderator").'
+    target = serializers.CharField(
+        help_text='Whom or what, as text: "@bob", "message #12 (seq 3) by @bob", "#lobby"; what changed follows '
+        'in parentheses when the action alone does not say: "@carol (member → moderator)".'
     )
     path = serializers.ChoiceField(
         choices=AuditEntry.Path.choices,

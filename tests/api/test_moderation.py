@@ -9,14 +9,14 @@ from audit.models import AuditEntry
 from messaging.models import Message, Report
 from messaging.services import message_create
 from rooms.models import Ban, Membership
-from rooms.services import room_ban, room_update
+from rooms.services import membership_set_role, room_ban, room_update
 from tests.api.conftest import assert_error
 from tests.factories import MembershipFactory, MessageFactory, RoomFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 REPORT_KEYS = {"id", "message", "reporter", "reason", "created_at"}
-AUDIT_KEYS = {"at", "actor", "action", "target", "detail", "path"}
+AUDIT_KEYS = {"at", "actor", "action", "target", "path"}
 
 
 @pytest.fixture
@@ -246,7 +246,13 @@ def test_audit_trail_newest_first_paged_for_owner_and_moderators(api, alice, bob
     assert set(body["results"][0]) == AUDIT_KEYS
     banned = body["results"][2]
     assert banned["actor"] == {"id": alice.pk, "username": "alice", "display_name": "Alice"}
-    assert (banned["target"], banned["path"], banned["detail"]) == ("@bob", "system", "")
+    assert (banned["target"], banned["path"]) == ("@bob", "system")
+
+    MembershipFactory(room=lobby, user=carol)
+    membership_set_role(room=lobby, actor=alice, user=carol, role="moderator")
+    changed = api(alice).get("/api/rooms/lobby/audit/", {"limit": 1}).json()["results"][0]
+    assert (changed["action"], changed["target"]) == ("role_changed", "@carol (member → moderator)")
+    AuditEntry.objects.filter(action="role_changed").delete()
 
     page = api(alice).get("/api/rooms/lobby/audit/", {"limit": 2}).json()
     assert [e["action"] for e in page["results"]] == ["room_unlocked", "room_locked"]
