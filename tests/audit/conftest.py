@@ -2,4 +2,3 @@
 
 from tests.api.conftest import api  # noqa: F401 - fixtures, used by name
 from tests.messaging.conftest import ws  # noqa: F401
-from tests.web.conftest import login  # noqa: F401
