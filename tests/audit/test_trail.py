@@ -399,3 +399,40 @@ async def test_the_path_survives_the_asgi_handler(alice, bob, lobby):
     assert response.status_code == 201
     entry = await sync_to_async(only_entry)()
     assert (entry.action, entry.path) == (Action.USER_BANNED, "rest")
+
+
+def test_admin_inline_unban_and_member_removal_are_audited_as_admin(alice, bob, carol, lobby):
+    room_ban(room=lobby, actor=alice, user=bob)
+    AuditEntry.objects.all().delete()
+    ban = Ban.objects.get(room=lobby, user=bob)
+    carol_membership = MembershipFactory(room=lobby, user=carol)
+    owner = Membership.objects.get(room=lobby, user=alice)
+    form = _room_form(
+        lobby,
+        **{
+            "memberships-TOTAL_FORMS": "2",
+            "memberships-INITIAL_FORMS": "2",
+            "memberships-0-id": str(owner.pk),
+            "memberships-0-room": str(lobby.pk),
+            "memberships-0-user": str(alice.pk),
+            "memberships-0-role": "owner",
+            "memberships-1-id": str(carol_membership.pk),
+            "memberships-1-room": str(lobby.pk),
+            "memberships-1-user": str(carol.pk),
+            "memberships-1-role": "member",
+            "memberships-1-DELETE": "on",
+            "bans-TOTAL_FORMS": "1",
+            "bans-INITIAL_FORMS": "1",
+            "bans-0-id": str(ban.pk),
+            "bans-0-room": str(lobby.pk),
+            "bans-0-user": str(bob.pk),
+            "bans-0-DELETE": "on",
+        },
+    )
+    response = admin_client(alice).post(f"/admin/rooms/room/{lobby.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert not Ban.objects.exists() and not Membership.objects.filter(user=carol).exists()
+    assert sorted((e.action, e.target, e.path) for e in entries()) == [
+        (Action.MEMBER_REMOVED, "@carol", "admin"),
+        (Action.USER_UNBANNED, "@bob", "admin"),
+    ]
