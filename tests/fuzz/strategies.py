@@ -160,6 +160,7 @@ def client_frames(world: World) -> st.SearchStrategy[dict[str, Any]]:
             "react",
             {"room": home_or_any, "message_id": message_ids(world), "emoji": emojis, "on": st.booleans()},
         ),
+        frame("delete", {"room": home_or_any, "message_id": message_ids(world)}),
         frame("ping", {}),
         # Frames the server should accept, so acks, stored rows and events get their share.
         frame(

@@ -84,6 +84,7 @@ async def test_deactivated_user_sockets_close_with_4403(ws, bob, lobby):
         await database_sync_to_async(deactivate)()
         out = await b.comm.receive_output(timeout=3)
         while out["type"] != "websocket.close":
+            check_server_frame(out["text"])
             out = await b.comm.receive_output(timeout=3)
         assert out["code"] == 4403
 

@@ -21,6 +21,7 @@ from messaging import db as messaging_db
 from messaging.models import Message
 from messaging.services import message_create
 from rooms.models import Room
+from tests.wsschema import check_server_frame
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -360,6 +361,8 @@ async def test_idle_socket_is_closed_with_4408_and_pings_keep_one_open(ws, setti
                 output = await quiet.comm.receive_output(1)
                 if output["type"] == "websocket.close":
                     closed = output
+                else:
+                    check_server_frame(output["text"])
         elapsed = time.monotonic() - started
         assert closed == {"type": "websocket.close", "code": 4408}
         # Within one sweep of the timeout, and not before it.

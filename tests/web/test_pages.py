@@ -15,6 +15,7 @@ from messaging.models import Message
 from messaging.services import message_create
 from rooms.models import Ban, Membership, Room
 from tests.factories import PASSWORD, MembershipFactory, RoomFactory
+from tests.wsschema import check_server_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -297,6 +298,7 @@ async def _close_code(client, timeout: float = 3) -> int:
         output = await client.comm.receive_output(timeout)
         if output["type"] == "websocket.close":
             return output["code"]
+        check_server_frame(output["text"])
 
 
 def test_admin_pages_load(db, alice, bob, lobby):
