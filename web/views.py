@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -146,6 +147,8 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "messages": messages_to_dicts(history, viewer_id=user.pk, room_slug=room.slug),
         "has_older": page.has_older,
         "history_size": HISTORY_SIZE,
+        # The composer refuses a bigger file before uploading it (the server refuses it anyway: 413).
+        "max_upload_bytes": settings.CHAT_MAX_UPLOAD_BYTES,
     }
     context = {
         "room": room,

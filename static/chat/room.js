@@ -48,6 +48,9 @@
     replyBar: $("reply-bar"),
     replyBarText: $("reply-bar-text"),
     replyCancel: $("reply-cancel"),
+    attachButton: $("attach-button"),
+    attachInput: $("attach-input"),
+    attachList: $("attach-list"),
   };
   // The reaction picker's choices; any single emoji works over the APIs.
   const COMMON_EMOJI = ["👍", "❤️", "😂", "🎉", "👀", "🙏", "✅", "🔥"];
@@ -71,6 +74,7 @@
     lastTypingSent: 0,
     byId: new Map(), // message id -> seq
     replyTo: null, // the message the composer replies to
+    uploads: [], // files picked for the next message: {file, xhr, attachment, error, el, bar}
   };
 
   // --- helpers ---------------------------------------------------------------
@@ -161,6 +165,7 @@
     const off = state.locked || state.blocked;
     els.input.disabled = off;
     els.sendButton.disabled = off;
+    els.attachButton.disabled = off;
     if (state.blocked) {
       els.input.placeholder = "You cannot post in this room.";
     } else if (state.locked) {
@@ -216,7 +221,10 @@
       li.appendChild(el("div", "msg-body", "This message was deleted."));
       return li;
     }
-    li.appendChild(renderBody(m));
+    const files = Array.isArray(m.attachments) ? m.attachments : [];
+    // A message of files alone has no text to show.
+    if (m.body || !files.length) li.appendChild(renderBody(m));
+    if (files.length) li.appendChild(buildAttachments(files));
     if (m.reactions && m.reactions.length) li.appendChild(buildReactions(m));
 
     const actions = el("div", "msg-actions");
@@ -715,6 +723,152 @@
     els.roomStart.hidden = state.hasOlder;
   }
 
+  // --- attachments -----------------------------------------------------------------------
+
+  const MAX_ATTACHMENTS = 10;
+  const MAX_UPLOAD_BYTES = Number(boot.max_upload_bytes) || 10 * 1024 * 1024;
+  // Shown as pictures: the server gives these types only to files it verified as such images.
+  const IMAGE_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+  const ATTACHMENT_URL = /^\/api\/attachments\/\d+\/[^/?#]*$/;
+
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    const units = ["KB", "MB", "GB"];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+  }
+
+  /** A document outline, cloned from the page's <template> (an SVG: no emoji font needed). */
+  function fileIcon() {
+    const span = el("span", "msg-file-icon");
+    const template = $("file-icon");
+    if (template) span.appendChild(template.content.firstElementChild.cloneNode(true));
+    return span;
+  }
+
+  /** A message's files: pictures as lazy thumbnails that open full size in a new tab, the rest as chips. */
+  function buildAttachments(files) {
+    const wrap = el("div", "msg-files");
+    for (const a of files) {
+      if (typeof a.url !== "string" || !ATTACHMENT_URL.test(a.url)) continue;
+      const label = `${a.name} (${formatSize(a.size)})`;
+      if (IMAGE_TYPES.has(a.content_type)) {
+        const link = el("a", "msg-image");
+        link.href = a.url;
+        link.target = "_blank";
+        link.rel = "noopener";
+        link.title = label;
+        const img = el("img");
+        img.alt = a.name;
+        img.loading = "lazy";
+        img.decoding = "async";
+        img.addEventListener("load", () => {
+          // A picture that arrives while the reader is at the bottom keeps them there.
+          if (els.scroller.scrollHeight - els.scroller.scrollTop - els.scroller.clientHeight < 400) scrollToBottom();
+        });
+        img.src = a.url;
+        link.appendChild(img);
+        wrap.appendChild(link);
+      } else {
+        const link = el("a", "msg-file");
+        link.href = a.url;
+        link.download = a.name;
+        link.title = `Download ${label}`;
+        link.appendChild(fileIcon());
+        link.appendChild(el("span", "msg-file-name", a.name));
+        link.appendChild(el("span", "msg-file-size", formatSize(a.size)));
+        wrap.appendChild(link);
+      }
+    }
+    return wrap;
+  }
+
+  function renderUploads() {
+    els.attachList.hidden = state.uploads.length === 0;
+  }
+
+  function removeUpload(u) {
+    if (u.xhr && !u.attachment) u.xhr.abort();
+    u.el.remove();
+    state.uploads = state.uploads.filter((x) => x !== u);
+    renderUploads();
+    els.input.focus();
+  }
+
+  function uploadFailed(u, text) {
+    u.error = text;
+    u.el.classList.add("attach-failed");
+    u.bar.remove();
+    u.status.textContent = text;
+  }
+
+  /** Upload one picked file at once (XHR, for its progress), as a chip above the composer. */
+  function addUpload(file) {
+    if (state.uploads.length >= MAX_ATTACHMENTS) {
+      showBanner(`A message takes at most ${MAX_ATTACHMENTS} files.`);
+      return;
+    }
+    const u = { file, xhr: null, attachment: null, error: null };
+    u.el = el("li", "attach-chip");
+    u.el.appendChild(el("span", "attach-name", file.name || "file"));
+    u.status = el("span", "attach-size", formatSize(file.size));
+    u.el.appendChild(u.status);
+    u.bar = el("progress", "attach-progress");
+    u.bar.max = 100;
+    u.bar.value = 0;
+    u.bar.setAttribute("aria-label", `Uploading ${file.name}`);
+    u.el.appendChild(u.bar);
+    const remove = el("button", "attach-remove", "×");
+    remove.type = "button";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.title = "Remove";
+    remove.addEventListener("click", () => removeUpload(u));
+    u.el.appendChild(remove);
+    els.attachList.appendChild(u.el);
+    state.uploads.push(u);
+    renderUploads();
+    if (file.size > MAX_UPLOAD_BYTES) {
+      uploadFailed(u, `too large (the limit is ${formatSize(MAX_UPLOAD_BYTES)})`);
+      return;
+    }
+    const form = new FormData();
+    form.append("file", file);
+    const xhr = new XMLHttpRequest();
+    u.xhr = xhr;
+    xhr.open("POST", `/api/rooms/${encodeURIComponent(ROOM)}/attachments/`);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) u.bar.value = Math.round((e.loaded / e.total) * 100);
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 201 && xhr.response && xhr.response.id) {
+        u.attachment = xhr.response;
+        u.bar.value = 100;
+        u.bar.remove();
+        u.el.classList.add("attach-ready");
+        u.status.textContent = formatSize(xhr.response.size);
+      } else {
+        uploadFailed(u, (xhr.response && xhr.response.detail) || `upload failed (${xhr.status})`);
+      }
+    });
+    xhr.addEventListener("error", () => uploadFailed(u, "upload failed: no connection"));
+    xhr.send(form);
+  }
+
+  function addFiles(files) {
+    if (state.locked || state.blocked) return;
+    hideBanner();
+    for (const file of files) addUpload(file);
+    els.input.focus();
+  }
+
   // --- sending -------------------------------------------------------------------
 
   function renderPending(p) {
@@ -724,7 +878,8 @@
     const status = el("span", "msg-status", "sending…");
     head.appendChild(status);
     li.appendChild(head);
-    li.appendChild(el("div", "msg-body", p.body));
+    if (p.body) li.appendChild(el("div", "msg-body", p.body));
+    if (p.files && p.files.length) li.appendChild(buildAttachments(p.files));
     p.el = li;
     p.status = status;
     $("pending-list").appendChild(li);
@@ -765,19 +920,28 @@
     if (!state.joined) return; // resent once the socket has rejoined
     const frame = { type: "send", room: ROOM, body: p.body, client_id: p.clientId, ref: p.clientId };
     if (p.replyTo) frame.reply_to = p.replyTo;
+    if (p.files && p.files.length) frame.attachments = p.files.map((a) => a.id);
     send(frame);
   }
 
   function submitComposer() {
     const body = els.input.value.trim();
-    if (!body || state.locked || state.blocked) return;
+    const files = state.uploads.filter((u) => u.attachment).map((u) => u.attachment);
+    if ((!body && !files.length) || state.locked || state.blocked) return;
     if ([...body].length > MAX_BODY) {
       showBanner(`Messages are limited to ${MAX_BODY} characters.`);
       return;
     }
+    if (state.uploads.some((u) => !u.attachment && !u.error)) {
+      showBanner("Wait for the files to finish uploading.", "info");
+      return;
+    }
     hideBanner();
-    const p = { clientId: newClientId(), body, replyTo: state.replyTo ? state.replyTo.id : null };
+    const p = { clientId: newClientId(), body, files, replyTo: state.replyTo ? state.replyTo.id : null };
     cancelReply();
+    for (const u of state.uploads) u.el.remove();
+    state.uploads = [];
+    renderUploads();
     state.pending.set(p.clientId, p);
     renderPending(p);
     transmit(p);
@@ -1134,6 +1298,42 @@
     els.input.focus();
   });
   els.loadOlder.addEventListener("click", loadOlder);
+  // Files: the paperclip, a drop anywhere on the composer, or a paste into the message box.
+  els.attachButton.addEventListener("click", () => els.attachInput.click());
+  els.attachInput.addEventListener("change", () => {
+    addFiles([...els.attachInput.files]);
+    els.attachInput.value = "";
+  });
+  let dragDepth = 0;
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+  els.composer.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth += 1;
+    els.composer.classList.add("drag-over");
+  });
+  els.composer.addEventListener("dragover", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+  });
+  els.composer.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) els.composer.classList.remove("drag-over");
+  });
+  els.composer.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth = 0;
+    els.composer.classList.remove("drag-over");
+    addFiles([...e.dataTransfer.files]);
+  });
+  els.input.addEventListener("paste", (e) => {
+    const files = e.clipboardData ? [...e.clipboardData.files] : [];
+    if (!files.length) return;
+    e.preventDefault();
+    addFiles(files);
+  });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") scheduleRead();
   });
