@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
 from rest_framework import exceptions as drf
 from rest_framework import status
@@ -110,6 +111,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return Response(error_body(detail or "Bad request.", code), status=status_code, headers=headers)
 
 
+# CSRF-exempt: it changes nothing, and otherwise a POST with a token to a
+# mistyped path (e.g. a slug that is not one) got Django's HTML 403 CSRF page.
+@csrf_exempt
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Unknown paths under /api/ answer in the API's error shape rather than an HTML page."""
     return JsonResponse(error_body("No such endpoint.", "not_found"), status=404)
