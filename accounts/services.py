@@ -5,6 +5,7 @@ from django.db import transaction
 from audit.services import Action, audit_record, user_target
 
 from .models import User
+from .signals import AUDITED
 
 
 def user_set_active(*, user: User, actor: User | None, active: bool) -> bool:
@@ -21,6 +22,7 @@ def user_set_active(*, user: User, actor: User | None, active: bool) -> bool:
             user.is_active = active
             return False
         current.is_active = active
+        setattr(current, AUDITED, True)  # recorded below, with the actor
         current.save(update_fields=["is_active"])
         user.is_active = active
         audit_record(

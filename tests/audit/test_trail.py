@@ -436,3 +436,22 @@ def test_admin_inline_unban_and_member_removal_are_audited_as_admin(alice, bob, 
         (Action.MEMBER_REMOVED, "@carol", "admin"),
         (Action.USER_UNBANNED, "@bob", "admin"),
     ]
+
+
+def test_a_deactivation_saved_outside_the_service_is_still_audited(bob, carol):
+    """A shell or script that saves `is_active` itself: recorded with no known actor, path `system`."""
+    bob.is_active = False
+    bob.save()
+    entry = only_entry()
+    assert (entry.action, entry.actor_id, entry.target, entry.path) == (Action.USER_DEACTIVATED, None, "@bob", "system")
+    # Saves that leave `is_active` alone record nothing.
+    bob.display_name = "Robert"
+    bob.save()
+    carol.set_password("another-pass-123")
+    carol.save(update_fields=["password"])
+    User.objects.create_user("frank", password="pw-123456789", is_active=False)
+    assert len(entries()) == 1
+    with entry_path("admin"):
+        bob.is_active = True
+        bob.save(update_fields=["is_active"])
+    assert [(e.action, e.path) for e in entries()][-1] == (Action.USER_REACTIVATED, "admin")
