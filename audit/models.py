@@ -58,7 +58,7 @@ class AuditEntry(models.Model):
 
     class Meta:
         verbose_name = "audit entry"
-        verbose_name_plural = "audit trail"
+        verbose_name_plural = "audit entries"
         ordering = ["-id"]
         indexes = [
             # A room's trail, newest first, by keyset on id: GET /api/rooms/<slug>/audit/.

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'verbose_name': 'audit entry',
-                'verbose_name_plural': 'audit trail',
+                'verbose_name_plural': 'audit entries',
                 'ordering': ['-id'],
                 'indexes': [models.Index(fields=['room', '-id'], name='audit_room_newest'), models.Index(fields=['at'], name='audit_at')],
             },
