@@ -31,6 +31,7 @@ import json
 import logging
 import random
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -101,6 +102,7 @@ class _Pending:
     inflight: bool = False
     attempts: int = 0
     reply_to: int | None = None
+    attachments: tuple[int, ...] = ()
 
 
 class ChatClient:
@@ -201,13 +203,22 @@ class ChatClient:
                 raise TimeoutError("condition not reached in time")
             await asyncio.sleep(0.02)
 
-    async def send(self, room: str, body: str, *, client_id: str | None = None, reply_to: int | None = None) -> Frame:
+    async def send(
+        self,
+        room: str,
+        body: str,
+        *,
+        client_id: str | None = None,
+        reply_to: int | None = None,
+        attachments: Sequence[int] = (),
+    ) -> Frame:
         """Send a message and return it once acknowledged (stored), retrying across reconnects.
 
         The same `client_id` is reused for every attempt, so the server stores the
         message once however often it is resent. Raises SendFailedError for a final
         refusal and FatalCloseError if the server shut the client out. `reply_to`
-        is the id of a message in the same room this one answers.
+        is the id of a message in the same room this one answers; `attachments`
+        are ids from `upload` (then `body` may be "").
         """
         if self.fatal is not None:
             raise FatalCloseError(self.fatal)
@@ -217,7 +228,9 @@ class ChatClient:
         pending = self._pending.get(client_id)
         if pending is None:
             future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-            pending = self._pending[client_id] = _Pending(room, body, client_id, future, reply_to=reply_to)
+            pending = self._pending[client_id] = _Pending(
+                room, body, client_id, future, reply_to=reply_to, attachments=tuple(attachments)
+            )
             await self._write_send(pending)
         return await asyncio.shield(pending.future)
 
@@ -354,6 +367,8 @@ class ChatClient:
         frame: Frame = {"type": "send", "room": pending.room, "body": pending.body, "client_id": pending.client_id}
         if pending.reply_to is not None:
             frame["reply_to"] = pending.reply_to
+        if pending.attachments:
+            frame["attachments"] = list(pending.attachments)
         try:
             await ws.send(json.dumps({**frame, "ref": ref}))
         except ConnectionClosed:
@@ -527,6 +542,63 @@ class ChatClient:
         scheme = "https" if parts.scheme == "wss" else "http"
         return f"{scheme}://{parts.netloc}"
 
+    async def upload(self, room: str, name: str, data: bytes, content_type: str = "application/octet-stream") -> Frame:
+        """Upload one file to `room` (POST /api/rooms/<room>/attachments/); returns the attachment.
+
+        Pass its `id` in `send(..., attachments=[...])`. A refusal (too_large,
+        forbidden, rate_limited...) raises SendFailedError with the server's code.
+        """
+        return await asyncio.to_thread(self._upload, room, name, data, content_type)
+
+    async def download(self, attachment: Frame) -> bytes:
+        """The bytes of an attachment (its `url`, with this client's token)."""
+        return await asyncio.to_thread(self._download, str(attachment["url"]))
+
+    def _upload(self, room: str, name: str, data: bytes, content_type: str) -> Frame:
+        boundary = uuid.uuid4().hex
+        quoted = name.replace("\\", "_").replace('"', "_").replace("\r", "_").replace("\n", "_")
+        body = b"".join(
+            [
+                f"--{boundary}\r\n".encode(),
+                f'Content-Disposition: form-data; name="file"; filename="{quoted}"\r\n'.encode(),
+                f"Content-Type: {content_type}\r\n\r\n".encode(),
+                data,
+                f"\r\n--{boundary}--\r\n".encode(),
+            ]
+        )
+        request = urllib.request.Request(  # noqa: S310 - the URL is built from our own ws:// or wss:// base
+            f"{self._http_base()}/api/rooms/{urllib.parse.quote(room)}/attachments/",
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Token {self.token}",
+                "Accept": "application/json",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+            },
+        )
+        return self._rest_json(request)
+
+    def _download(self, url: str) -> bytes:
+        request = urllib.request.Request(  # noqa: S310 - a path on our own server
+            urllib.parse.urljoin(self._http_base(), url), headers={"Authorization": f"Token {self.token}"}
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=30) as response:
+                content: bytes = response.read()
+        except urllib.error.HTTPError as exc:
+            raise _refusal(exc) from None
+        return content
+
+    def _rest_json(self, request: urllib.request.Request) -> Frame:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=30) as response:
+                data: Frame = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise _refusal(exc) from None
+        return data
+
     def _rest_page(self, slug: str, after: int) -> Frame:
         query = urllib.parse.urlencode({"after": after, "limit": REST_PAGE})
         request = urllib.request.Request(  # noqa: S310 - the URL is built from our own ws:// or wss:// base
@@ -538,3 +610,12 @@ class ChatClient:
         with opener.open(request, timeout=10) as response:
             data: Frame = json.loads(response.read())
         return data
+
+
+def _refusal(exc: urllib.error.HTTPError) -> SendFailedError:
+    """The API's `{"detail", "code"}` error as a SendFailedError."""
+    try:
+        error = json.loads(exc.read())
+        return SendFailedError(str(error["code"]), str(error["detail"]))
+    except (ValueError, KeyError, TypeError):
+        return SendFailedError(f"http_{exc.code}", exc.reason or "")

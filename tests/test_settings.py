@@ -108,3 +108,60 @@ def test_sqlite_has_no_pool():
     result = database_settings(DATABASE_URL="sqlite:///unused.sqlite3")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["pool"] is None
+
+
+# --- where uploads are stored --------------------------------------------------------
+
+
+def storage_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    """The production settings' default storage for this environment, as JSON on stdout (nothing is contacted)."""
+    script = (
+        "import json, django\n"
+        "django.setup()\n"
+        "from django.conf import settings\n"
+        "print(json.dumps(settings.STORAGES['default']))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "AWS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_SECRET_KEY": "a-long-random-production-secret-" + "x" * 40,
+            "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_uploads_stay_in_a_local_folder_by_default():
+    result = storage_settings()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+
+
+def test_an_s3_bucket_from_the_environment():
+    result = storage_settings(
+        DJANGO_STORAGE_BACKEND="s3",
+        AWS_STORAGE_BUCKET_NAME="chat-files",
+        AWS_S3_ENDPOINT_URL="https://minio.example.com",
+        AWS_S3_REGION_NAME="eu-west-1",
+    )
+    assert result.returncode == 0, result.stderr
+    storage = json.loads(result.stdout)
+    assert storage["BACKEND"] == "storages.backends.s3.S3Storage"
+    assert storage["OPTIONS"]["bucket_name"] == "chat-files"
+    assert storage["OPTIONS"]["endpoint_url"] == "https://minio.example.com"
+    assert storage["OPTIONS"]["region_name"] == "eu-west-1"
+    # No credentials in the settings: boto3 reads them from its own environment.
+    assert not any("key" in name or "secret" in name for name in storage["OPTIONS"])
+
+
+def test_s3_without_a_bucket_or_an_unknown_backend_refuses_to_start():
+    assert "AWS_STORAGE_BUCKET_NAME" in storage_settings(DJANGO_STORAGE_BACKEND="s3").stderr
+    refused = storage_settings(DJANGO_STORAGE_BACKEND="ftp")
+    assert refused.returncode != 0 and "DJANGO_STORAGE_BACKEND" in refused.stderr
