@@ -147,12 +147,18 @@ class RoomAuditView(APIView):
                 description=f"Page size, default {HISTORY_DEFAULT_LIMIT}; above {HISTORY_MAX_LIMIT} is clamped.",
             ),
         ],
-        responses={200: s.AuditPageSerializer, **errors(400, 401, 403, 404)},
+        responses={
+            200: OpenApiResponse(
+                s.AuditEntrySerializer(many=True),
+                description='Newest first. When older entries exist, a `Link: <url>; rel="next"` header.',
+            ),
+            **errors(400, 401, 403, 404),
+        },
         summary="The room's moderation audit trail, newest first (owner or moderator)",
         description=(
             "Every moderation action in the room, by whichever path it came: messages deleted or restored by "
             "someone other than their author, locks, bans, role changes, members added or removed, reports "
-            "resolved. Paged like mentions: `next` is the URL of the older entries."
+            'resolved. The body is a list; the `Link` header\'s `rel="next"` URL pages to older entries.'
         ),
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -164,4 +170,7 @@ class RoomAuditView(APIView):
         rows = audit_page(room_id=room.pk, before=before, limit=limit + 1)
         page = rows[:limit]
         following = page_url(request, before=page[-1].pk, limit=limit) if len(rows) > limit else None
-        return Response({"results": [audit_entry_to_dict(e) for e in page], "next": following})
+        # The contract's body is the list itself, so the next page travels as an
+        # RFC 8288 link, as GitHub's API pages its lists.
+        headers = {"Link": f'<{following}>; rel="next"'} if following else None
+        return Response([audit_entry_to_dict(e) for e in page], headers=headers)

@@ -287,8 +287,3 @@ class AuditEntrySerializer(serializers.Serializer):
         choices=AuditEntry.Path.choices,
         help_text="How it came: websocket, rest, admin; system for a script on the server.",
     )
-
-
-class AuditPageSerializer(serializers.Serializer):
-    results = AuditEntrySerializer(many=True, help_text="Newest first.")
-    next = serializers.URLField(allow_null=True, help_text="Older entries; null when there are none.")

@@ -5,7 +5,8 @@ Each entry point says so once: the REST and admin middleware for every request
 carries it from there to `audit.services.audit_record`, through every
 `sync_to_async` / `database_sync_to_async` hop, since asgiref runs the sync
 function in a copy of the caller's context. Nothing set (a shell, a management
-command, a test calling a service directly) is `system`.
+command, a test calling a service directly) is `admin`: the contract knows three
+paths, and an operator acting on the server is staff's back office, as the admin is.
 """
 
 from collections.abc import Iterator
@@ -15,13 +16,11 @@ from contextvars import ContextVar, Token
 WEBSOCKET = "websocket"
 REST = "rest"
 ADMIN = "admin"
-SYSTEM = "system"
-
-_path: ContextVar[str] = ContextVar("audit_path", default=SYSTEM)
+_path: ContextVar[str] = ContextVar("audit_path", default=ADMIN)
 
 
 def current_path() -> str:
-    """The path of the action being served now (`system` outside any request or socket)."""
+    """The path of the action being served now (`admin` outside any request or socket: a shell or a command)."""
     return _path.get()
 
 

@@ -35,9 +35,8 @@ class AuditEntry(models.Model):
     class Path(models.TextChoices):
         WEBSOCKET = context.WEBSOCKET, "websocket"
         REST = context.REST, "REST API"
+        # Also a shell or a management command on the server: staff's back office.
         ADMIN = context.ADMIN, "admin"
-        # No client path: a shell or a management command.
-        SYSTEM = context.SYSTEM, "system"
 
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('target', models.CharField(max_length=200)),
                 ('message_id', models.BigIntegerField(blank=True, null=True)),
                 ('detail', models.CharField(blank=True, max_length=200)),
-                ('path', models.CharField(choices=[('websocket', 'websocket'), ('rest', 'REST API'), ('admin', 'admin'), ('system', 'system')], max_length=10)),
+                ('path', models.CharField(choices=[('websocket', 'websocket'), ('rest', 'REST API'), ('admin', 'admin')], max_length=10)),
                 ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('room', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='rooms.room')),
                 ('target_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),

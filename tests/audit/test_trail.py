@@ -173,9 +173,9 @@ def test_a_failing_audit_write_rolls_the_action_back(monkeypatch, alice, lobby):
     assert lobby.is_locked is False
 
 
-def test_a_service_called_outside_any_request_is_audited_as_system(alice, bob, lobby):
+def test_a_service_called_outside_any_request_is_audited_as_admin(alice, bob, lobby):
     room_ban(room=lobby, actor=alice, user=bob)
-    assert only_entry().path == "system"
+    assert only_entry().path == "admin"
     with entry_path("rest"):
         room_update(room=lobby, actor=alice, is_locked=True)
     assert entries()[-1].path == "rest"
@@ -439,11 +439,11 @@ def test_admin_inline_unban_and_member_removal_are_audited_as_admin(alice, bob, 
 
 
 def test_a_deactivation_saved_outside_the_service_is_still_audited(bob, carol):
-    """A shell or script that saves `is_active` itself: recorded with no known actor, path `system`."""
+    """A shell or script that saves `is_active` itself: recorded with no known actor, path `admin`."""
     bob.is_active = False
     bob.save()
     entry = only_entry()
-    assert (entry.action, entry.actor_id, entry.target, entry.path) == (Action.USER_DEACTIVATED, None, "@bob", "system")
+    assert (entry.action, entry.actor_id, entry.target, entry.path) == (Action.USER_DEACTIVATED, None, "@bob", "admin")
     # Saves that leave `is_active` alone record nothing.
     bob.display_name = "Robert"
     bob.save()
