@@ -209,3 +209,8 @@ def test_session_authentication_downloads(client, bob, lobby, media_root, api):
     response = client.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
+
+
+@pytest.mark.parametrize("path", ["/api/attachments/abc/x.png", "/api/attachments/1/a/b", "/api/attachments/1"])
+def test_malformed_download_paths_are_json_404_not_redirects(api, bob, path):
+    assert_error(api(bob).get(path), 404, "not_found")
