@@ -51,5 +51,6 @@ urlpatterns = [
     path("docs/", docs_view, name="api-docs"),
     # Only paths ending in "/": a path without one still resolves nowhere, so
     # APPEND_SLASH redirects it (e.g. /api/rooms -> /api/rooms/) before it lands here.
-    re_path(r"^.*/$", not_found_view),
+    # [\s\S], not ".", which misses a newline: /api/rooms/a%0Ab/ got Django's HTML 404.
+    re_path(r"^[\s\S]*/$", not_found_view),
 ]
