@@ -6,6 +6,7 @@ same.
 """
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from django.http import QueryDict
@@ -21,6 +22,15 @@ SEARCH_MAX_LIMIT = 100
 # Largest value a bigint column (and SQLite's INTEGER) holds; bigger numbers
 # would make the database raise instead of returning an empty page.
 MAX_BIGINT = 2**63 - 1
+
+
+def int_param_schema(minimum: int = 0) -> dict[str, Any]:
+    """The OpenAPI schema of what `int_param` accepts (so the fuzzer's valid values are valid here)."""
+    return {"type": "integer", "minimum": minimum, "maximum": MAX_BIGINT}
+
+
+# What `limit_param` accepts: 1 or more (above the maximum is clamped, not refused).
+LIMIT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1}
 
 
 def int_param(params: QueryDict, name: str, *, minimum: int = 0) -> int | None:

@@ -65,16 +65,25 @@ from .exceptions import flatten_detail
 from .pagination import (
     HISTORY_DEFAULT_LIMIT,
     HISTORY_MAX_LIMIT,
+    LIMIT_SCHEMA,
     MAX_BIGINT,
     SEARCH_DEFAULT_LIMIT,
     SEARCH_MAX_LIMIT,
     history_links,
     int_param,
+    int_param_schema,
     limit_param,
     page_url,
 )
 
 SEARCH_MAX_QUERY = 500
+# Something besides white space, and no NUL (which PostgreSQL text cannot hold).
+SEARCH_QUERY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": SEARCH_MAX_QUERY,
+    "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$",
+}
 
 
 # --- helpers -------------------------------------------------------------------
@@ -400,11 +409,11 @@ class ReadMarkerView(APIView):
 class MessageListView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("before", int, description="Newest messages with seq below this."),
-            OpenApiParameter("after", int, description="Oldest messages with seq above this."),
+            OpenApiParameter("before", int_param_schema(), description="Newest messages with seq below this."),
+            OpenApiParameter("after", int_param_schema(), description="Oldest messages with seq above this."),
             OpenApiParameter(
                 "limit",
-                int,
+                LIMIT_SCHEMA,
                 description=f"Page size, default {HISTORY_DEFAULT_LIMIT}; above {HISTORY_MAX_LIMIT} is clamped.",
             ),
         ],
@@ -551,12 +560,20 @@ class ReactionView(APIView):
 class SearchView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("q", str, required=True, description="Search words (PostgreSQL websearch syntax)."),
+            OpenApiParameter(
+                "q",
+                SEARCH_QUERY_SCHEMA,
+                required=True,
+                description=f"Search words (PostgreSQL websearch syntax), 1..{SEARCH_MAX_QUERY} characters "
+                "after trimming.",
+            ),
             OpenApiParameter("room", str, description="Only this room (slug)."),
             OpenApiParameter(
-                "limit", int, description=f"default {SEARCH_DEFAULT_LIMIT}; above {SEARCH_MAX_LIMIT} is clamped."
+                "limit",
+                LIMIT_SCHEMA,
+                description=f"default {SEARCH_DEFAULT_LIMIT}; above {SEARCH_MAX_LIMIT} is clamped.",
             ),
-            OpenApiParameter("offset", int, description="Set by the `next` link."),
+            OpenApiParameter("offset", int_param_schema(), description="Set by the `next` link."),
         ],
         responses={200: s.SearchPageSerializer, **errors(400, 401, 403, 404)},
         summary="Search messages you can read",
@@ -594,10 +611,12 @@ class SearchView(APIView):
 class MentionListView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("before", int, description="Only messages with an id below this (set by `next`)."),
+            OpenApiParameter(
+                "before", int_param_schema(), description="Only messages with an id below this (set by `next`)."
+            ),
             OpenApiParameter(
                 "limit",
-                int,
+                LIMIT_SCHEMA,
                 description=f"Page size, default {HISTORY_DEFAULT_LIMIT}; above {HISTORY_MAX_LIMIT} is clamped.",
             ),
         ],
