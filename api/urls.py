@@ -27,7 +27,7 @@ urlpatterns = [
     ),
     # Downloads have no trailing slash: anything else under attachments/ is a JSON 404
     # at once, not an APPEND_SLASH redirect to one (a non-numeric id, a slash in the name).
-    re_path(r"(?s)^attachments/.*[^/]$", not_found_view),
+    re_path(r"^attachments/[\s\S]*[^/]$", not_found_view),
     path("messages/<int:message_id>/", views.MessageDetailView.as_view(), name="api-message"),
     path("messages/<int:message_id>/reactions/<str:emoji>/", views.ReactionView.as_view(), name="api-message-reaction"),
     path("messages/<int:message_id>/report/", moderation.MessageReportView.as_view(), name="api-message-report"),
