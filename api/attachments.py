@@ -7,6 +7,7 @@ the stored file with the headers of `attachment_response`.
 """
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions as drf
@@ -55,6 +56,9 @@ class AttachmentUploadView(APIView):
             files = request.FILES.getlist("file")
         except drf.UnsupportedMediaType as exc:
             raise BadRequest("Send the file as multipart/form-data, in a field named `file`.") from exc
+        except SuspiciousOperation as exc:
+            # Django's own caps on a form (DATA_UPLOAD_MAX_NUMBER_FILES and friends): bad input, not a page.
+            raise BadRequest(f"The form was refused: {exc}") from exc
         if len(files) != 1:
             raise BadRequest("Send exactly one file, in a field named `file`.")
         attachment = attachment_create(room=room, uploader=user, upload=files[0])

@@ -214,3 +214,20 @@ def test_session_authentication_downloads(client, bob, lobby, media_root, api):
 @pytest.mark.parametrize("path", ["/api/attachments/abc/x.png", "/api/attachments/1/a/b", "/api/attachments/1"])
 def test_malformed_download_paths_are_json_404_not_redirects(api, bob, path):
     assert_error(api(bob).get(path), 404, "not_found")
+
+
+def test_the_default_limit_holds_exactly_despite_djangos_own_upload_settings(api, bob, lobby, media_root, settings):
+    """10 MiB passes (Django's 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE is for form fields, not files); one byte more is 413."""
+    assert settings.CHAT_MAX_UPLOAD_BYTES == 10 * 1024 * 1024
+    exact = upload(api, bob, "lobby", SimpleUploadedFile("exact.bin", b"\0" * settings.CHAT_MAX_UPLOAD_BYTES))
+    assert exact.status_code == 201 and exact.json()["size"] == settings.CHAT_MAX_UPLOAD_BYTES
+    over = upload(api, bob, "lobby", SimpleUploadedFile("over.bin", b"\0" * (settings.CHAT_MAX_UPLOAD_BYTES + 1)))
+    assert_error(over, 413, "too_large")
+    assert Attachment.objects.count() == 1
+
+
+def test_too_many_parts_is_a_json_400(api, bob, lobby, media_root):
+    files = [SimpleUploadedFile(f"f{n}.txt", b"x") for n in range(101)]
+    response = api(bob).client.post("/api/rooms/lobby/attachments/", {"file": files}, format="multipart")
+    assert_error(response, 400, "bad_request")
+    assert not Attachment.objects.exists()
