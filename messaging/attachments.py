@@ -11,6 +11,7 @@ parsed and verified are `is_image`, and only those are ever served inline.
 import logging
 import mimetypes
 import re
+import time
 import unicodedata
 import warnings
 from datetime import timedelta
@@ -20,7 +21,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core.files.storage import Storage
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models.signals import post_delete
 from django.http import FileResponse
 from django.utils import timezone
@@ -65,6 +66,7 @@ _ENCODED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "x
 _UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*]')
 _SPACES = re.compile(r"\s+")
 _EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,%d}$" % MAX_EXTENSION_CHARS)  # noqa: UP031
+
 
 def clean_filename(name: Any) -> str:
     """A file name safe to show and to offer as a download name.
@@ -181,7 +183,32 @@ def attachment_create(*, room: Room, uploader: User, upload: UploadedFile) -> At
         if attachment.file.name:
             _delete_file(attachment.file.storage, attachment.file.name)
         raise
+    sweep_unused_uploads()
     return attachment
+
+
+# The contract: uploads never used in a message are removed after a day. The
+# command (remove_unused_uploads) does it on a schedule; on top of that each
+# process sweeps, at most once per CHAT_UPLOAD_SWEEP_INTERVAL, when someone
+# uploads, so the promise holds even where nobody set up cron. One batch at
+# most, through the index on unused uploads: a few milliseconds.
+UNUSED_UPLOAD_TTL = timedelta(days=1)
+_last_sweep: float | None = None
+
+
+def sweep_unused_uploads() -> int:
+    """Remove up to one batch of day-old unused uploads if this process has not looked for a while; returns how many."""
+    global _last_sweep
+    now = time.monotonic()
+    if _last_sweep is not None and now - _last_sweep < settings.CHAT_UPLOAD_SWEEP_INTERVAL:
+        return 0
+    _last_sweep = now
+    try:
+        return attachments_remove_unused(older_than=UNUSED_UPLOAD_TTL, max_batches=1)
+    except DatabaseError:
+        # The upload itself succeeded; the next sweep or the command will catch up.
+        logger.warning("sweeping unused uploads failed", exc_info=True)
+        return 0
 
 
 def attachment_delete(*, attachment: Attachment) -> None:
@@ -190,7 +217,7 @@ def attachment_delete(*, attachment: Attachment) -> None:
         attachment.delete()
 
 
-def attachments_remove_unused(*, older_than: timedelta, batch_size: int = 500) -> int:
+def attachments_remove_unused(*, older_than: timedelta, batch_size: int = 500, max_batches: int | None = None) -> int:
     """Delete uploads never attached to a message and older than `older_than`, their files too; returns how many.
 
     Rows are locked before they are deleted (skipping any a send is
@@ -199,7 +226,9 @@ def attachments_remove_unused(*, older_than: timedelta, batch_size: int = 500) -
     """
     cutoff = timezone.now() - older_than
     removed = 0
-    while True:
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        batches += 1
         with transaction.atomic():
             batch = list(
                 Attachment.objects.select_for_update(skip_locked=True)
@@ -211,6 +240,7 @@ def attachments_remove_unused(*, older_than: timedelta, batch_size: int = 500) -
                 return removed
             Attachment.objects.filter(pk__in=batch, message__isnull=True).delete()
         removed += len(batch)
+    return removed
 
 
 def _delete_file(storage: Storage, name: str) -> None:

@@ -115,6 +115,28 @@ def test_cleanup_removes_old_unused_uploads_and_their_files(bob, lobby, media_ro
     assert not paths["recent.png"].exists() and paths["used.png"].exists()
 
 
+def test_uploads_also_sweep_day_old_unused_ones_at_most_once_per_interval(
+    bob, lobby, media_root, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The contract's "removed after a day" holds without cron: a process sweeps when someone uploads."""
+    import time
+
+    import messaging.attachments as attachments
+
+    monkeypatch.setattr(attachments, "_last_sweep", None)
+    old = _aged(attachment_create(room=lobby, uploader=bob, upload=png_upload("old.png")), hours=25)
+    path = media_root / old.file.name
+    # Within the interval: no second look.
+    attachment_create(room=lobby, uploader=bob, upload=png_upload("soon.png"))
+    assert Attachment.objects.filter(pk=old.pk).exists()
+
+    monkeypatch.setattr(attachments, "_last_sweep", time.monotonic() - settings.CHAT_UPLOAD_SWEEP_INTERVAL - 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        attachment_create(room=lobby, uploader=bob, upload=png_upload("later.png"))
+    assert set(Attachment.objects.values_list("name", flat=True)) == {"soon.png", "later.png"}
+    assert not path.exists()
+
+
 @pytest.mark.parametrize("value, ok", [("2d", True), ("30m", True), ("1.5", True), ("soon", False), ("-1h", False)])
 def test_cleanup_option(value, ok):
     if ok:
