@@ -12,7 +12,7 @@ PORT   ?= 8000
 ASGI_SERVER ?= uvicorn
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest migrate demo bench bench-quick clean
+.PHONY: run test lint typecheck pytest fuzz migrate demo bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
@@ -50,6 +50,13 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Both fuzzers (tests/fuzz: websocket frames against the consumer, the REST API against its
+# OpenAPI schema) with FUZZ_EXAMPLES examples each; `make test` runs them with 300. The counts
+# are printed at the end. FUZZ_RANDOM=1 explores new examples instead of the same ones.
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/fuzz -q --timeout=0
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

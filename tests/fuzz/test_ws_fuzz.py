@@ -38,6 +38,7 @@ from rooms.models import Membership
 from tests.factories import DmFactory, MessageFactory, RoomFactory, UserFactory, token_for
 from tests.wsschema import check_server_frame
 
+from .report import LINES
 from .strategies import Payload, World, payloads
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -268,6 +269,7 @@ def test_client_frames_never_break_the_socket_or_the_store(world):
         harness.run(harness.close())
         loop.close()
     total = sum(v for k, v in harness.stats.items() if k.startswith(("frame:", "broken:")))
-    print(f"\nws fuzz: {total} frames over {EXAMPLES} + {max(10, EXAMPLES // 10)} examples")
-    for key, count in sorted(harness.stats.items()):
-        print(f"  {key}: {count}")
+    LINES.append(f"websocket: {total} frames in {EXAMPLES} + {max(10, EXAMPLES // 10)} examples")
+    for prefix in ("frame:", "broken:", "accepted:", "error:", "close:", "event:"):
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(harness.stats.items()) if k.startswith(prefix))
+        LINES.append(f"  {counts}")
