@@ -299,7 +299,12 @@
       return;
     }
     if (a.classList.contains("mention")) {
-      const username = decodeURIComponent(href.slice(3, -1));
+      let username;
+      try {
+        username = decodeURIComponent(href.slice(3, -1));
+      } catch {
+        return; // not what the server writes: leave it a plain link
+      }
       const user = (m.mentions || []).find((u) => u.username === username);
       if (!user || user.id === ME.id) return; // your own name: nothing to open
       a.setAttribute("aria-haspopup", "dialog");
