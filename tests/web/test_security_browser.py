@@ -4,9 +4,13 @@ Chromium reports each blocked script, style, image or connection as a
 `securitypolicyviolation` event and a console error; either one fails the test.
 """
 
+import io
+
 import pytest
+from PIL import Image
 
 from tests.factories import PASSWORD, MessageFactory
+from tests.web.test_attachments_browser import server_media  # noqa: F401 - a fixture, used by name
 from tests.web.test_browser import (  # noqa: F401 - fixtures, used by name
     browser,
     live_server_process,
@@ -78,6 +82,43 @@ def test_room_page_works_under_the_policy(browser, live_url, alice, bob, lobby):
     page.wait_for_timeout(300)  # let any late report arrive
     assert violations(page, console) == [], violations(page, console)
     assert page.errors == []
+
+
+def test_attachments_work_under_the_policy(server_media, browser, live_url, alice, lobby):  # noqa: F811
+    """Uploading, then showing a picture (img-src 'self': it comes from /api/) and a file chip."""
+    from playwright.sync_api import expect
+
+    page = log_in(browser, live_url, "alice")
+    console = watch(page)
+    open_room(page, live_url, "lobby")
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Attach files").click()
+    chooser.value.set_files(
+        files=[
+            {"name": "dot.png", "mimeType": "image/png", "buffer": small_png()},
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"notes\n"},
+        ]
+    )
+    expect(page.locator("#attach-list .attach-ready")).to_have_count(2)
+    page.get_by_label("Message", exact=True).press("Enter")
+    last = message_items(page).last
+    image = last.locator(".msg-image img")
+    page.wait_for_function("img => img.complete && img.naturalWidth === 8", arg=image.element_handle())
+    expect(last.locator("a.msg-file")).to_contain_text("notes.txt")
+    page.reload()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth === 8",
+        arg=message_items(page).last.locator(".msg-image img").element_handle(),
+    )
+    page.wait_for_timeout(300)
+    assert violations(page, console) == [], violations(page, console)
+    assert page.errors == []
+
+
+def small_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "#4f46e5").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_login_lockout_page_under_the_policy(browser, live_url, bob):  # noqa: F811
