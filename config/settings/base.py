@@ -322,7 +322,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat API",
     "DESCRIPTION": "Rooms, history and moderation for the chat server. "
-    "Realtime traffic goes over the websocket at /ws/chat/ (see docs/protocol.md).",
+    "Realtime traffic goes over the websocket at /ws/chat/ (see docs/protocol.md); "
+    "the JSON Schema of its frames is at [/api/ws-schema/](/api/ws-schema/).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
