@@ -34,15 +34,22 @@ from hypothesis import strategies as st
 from config.asgi import application
 from messaging.consumers import _has_lone_surrogate as has_lone_surrogate
 from messaging.models import Message, Reaction
+from messaging.ws_schema import ws_schema
 from rooms.models import Membership
 from tests.factories import DmFactory, MessageFactory, RoomFactory, UserFactory, token_for
-from tests.wsschema import check_server_frame
+from tests.wsschema import check_client_frame, check_server_frame
 
 from .report import LINES
 from .strategies import Payload, World, payloads
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 RANDOM = os.environ.get("FUZZ_RANDOM") == "1"
+# The members each client frame has in the published schema, by type.
+CLIENT_MEMBERS = {
+    definition["properties"]["type"]["const"]: set(definition["properties"])
+    for name, definition in ws_schema()["$defs"].items()
+    if name in {one["$ref"].rsplit("/", 1)[1] for one in ws_schema()["$defs"]["ClientFrame"]["oneOf"]}
+}
 # Direct replies to the frame under test (everything else is a room event).
 REPLIES = {"ack", "error", "joined", "left", "pong"}
 
@@ -187,6 +194,12 @@ class Harness:
                 self.run(self.wait_for_message(message["id"]))
         elif frame is not None and expected_to_be_acked(frame, self.world, was_joined, self.client_ids):
             raise AssertionError(f"a valid send was not acked: {frame!r} -> {replies}")
+        if frame is not None and not errors and frame.get("type") in CLIENT_MEMBERS:
+            # The schema is not stricter than the server: a frame it took, minus the
+            # members it ignores (unknown ones; optional ones given as null), is a ClientFrame.
+            kind = frame["type"]
+            known = {k: v for k, v in frame.items() if k in CLIENT_MEMBERS[kind] and (v is not None or k == "reply_to")}
+            check_client_frame(known)
         if frame is not None and frame.get("type") == "ping" and not errors:
             assert [r["type"] for r in replies] == ["pong"], replies
         if self.world.home not in self.joined:
