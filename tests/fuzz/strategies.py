@@ -27,6 +27,7 @@ class World:
     own_dm: str  # a DM the user is in
     home_ids: tuple[int, ...]  # messages in `home` (one deleted)
     other_ids: tuple[int, ...]  # messages elsewhere (another room, the private room)
+    upload_ids: tuple[int, ...] = ()  # the user's unused uploads to `home` (each usable once)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ def client_frames(world: World) -> st.SearchStrategy[dict[str, Any]]:
                 "client_id": client_ids,
             },
             reply_to=st.none() | st.sampled_from(world.home_ids),
+            attachments=st.lists(st.sampled_from(world.upload_ids or (1,)), max_size=3, unique=True),
         ),
         frame(
             "react",

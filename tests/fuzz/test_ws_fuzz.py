@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from config.asgi import application
 from messaging.consumers import _has_lone_surrogate as has_lone_surrogate
-from messaging.models import Message, Reaction
+from messaging.models import Attachment, Message, Reaction
 from messaging.ws_schema import ws_schema
 from rooms.models import Membership
 from tests.factories import DmFactory, MessageFactory, RoomFactory, UserFactory, token_for
@@ -190,6 +190,10 @@ class Harness:
             retry = client_id in self.client_ids[room]
             assert after[0] - before[0] == (0 if retry else 1), "an acked send stored the wrong number of rows"
             if not retry:
+                attached = frame.get("attachments") or []
+                assert [a["id"] for a in message["attachments"]] == attached, "attachments out of order"
+                if attached:
+                    self.stats["accepted:send-with-attachments"] += 1
                 self.client_ids[room].add(client_id)
                 self.run(self.wait_for_message(message["id"]))
         elif frame is not None and expected_to_be_acked(frame, self.world, was_joined, self.client_ids):
@@ -240,6 +244,13 @@ def world(db):
     home_messages = [MessageFactory(room=home, author=author) for author in (alice, bob, me)]
     deleted = MessageFactory(room=home, author=bob, body="", deleted_at=timezone.now())
     elsewhere = [MessageFactory(room=public, author=alice), MessageFactory(room=private, author=alice)]
+    # Rows only (no stored file): sending never reads the file, and nothing downloads here.
+    uploads = Attachment.objects.bulk_create(
+        Attachment(
+            room=home, uploader=me, file=f"attachments/fuzz-{i}", name=f"f{i}.txt", size=i, content_type="text/plain"
+        )
+        for i in range(40)
+    )
     return (
         World(
             home=home.slug,
@@ -249,6 +260,7 @@ def world(db):
             own_dm=own_dm.slug,
             home_ids=(*(m.pk for m in home_messages), deleted.pk),
             other_ids=tuple(m.pk for m in elsewhere),
+            upload_ids=tuple(u.pk for u in uploads),
         ),
         token_for(me),
     )
