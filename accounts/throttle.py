@@ -27,6 +27,7 @@ from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ def retry_after(request: HttpRequest, username: str) -> float:
     return float(get_cache_timeout(request) or 60)
 
 
+UNAVAILABLE_MESSAGE = "Signing in is briefly unavailable. Try again in a moment."
+
+
 def lockout_message(seconds: float) -> str:
     minutes = max(1, int(seconds + 59) // 60)
     unit = "minute" if minutes == 1 else "minutes"
@@ -150,6 +154,18 @@ class LoginThrottleFormMixin:
 
     request: HttpRequest | None
     cleaned_data: dict[str, Any]
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()  # type: ignore[misc]
+        except RedisError:
+            # The counters live in the cache. Without them no login can be
+            # checked against the lockout, and letting it through would turn an
+            # outage into a window for guessing passwords: refuse, and say why
+            # on the page instead of a server error (the token endpoint answers
+            # 503 `unavailable` for the same reason).
+            logger.warning("login refused: the login throttle's cache is unavailable", exc_info=True)
+            raise forms.ValidationError(UNAVAILABLE_MESSAGE, code="unavailable") from None
 
     def get_invalid_login_error(self) -> forms.ValidationError:
         if self.request is not None and login_throttled(self.request):

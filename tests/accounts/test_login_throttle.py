@@ -181,3 +181,24 @@ def test_test_client_login_without_a_request_still_works(db):
     client = Client()
     assert client.login(username="erin", password=PASSWORD)
     assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_a_cache_outage_is_a_clear_refusal_on_every_login_path(bob, alice, monkeypatch):
+    """Without the counters nobody is let in unchecked, and nobody gets a 500 page."""
+    from axes.helpers import get_cache
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    for name in ("get", "get_many", "set", "add", "incr"):
+        # The class of whichever cache is configured: locmem here, Redis in CI.
+        monkeypatch.setattr(type(get_cache()), name, down)
+    client = Client()
+    response = page_login(client, "bob", PASSWORD)
+    assert response.status_code == 200
+    assert "briefly unavailable" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    response = page_login(Client(), "alice", PASSWORD, url="/admin/login/")
+    assert response.status_code == 200 and "briefly unavailable" in response.content.decode()
+    assert_error(token("bob", PASSWORD), 503, "unavailable")
