@@ -59,8 +59,12 @@ class AttachmentUploadView(APIView):
         except SuspiciousOperation as exc:
             # Django's own caps on a form (DATA_UPLOAD_MAX_NUMBER_FILES and friends): bad input, not a page.
             raise BadRequest(f"The form was refused: {exc}") from exc
-        if len(files) != 1:
-            raise BadRequest("Send exactly one file, in a field named `file`.")
+        if not files and "file" in request.POST:
+            raise BadRequest("`file` must be a file part (with a filename), not a plain form field.")
+        if not files:
+            raise BadRequest("No file: send one as a multipart part named `file`, with a filename.")
+        if len(files) > 1:
+            raise BadRequest(f"Send exactly one file, in a field named `file` (got {len(files)}).")
         attachment = attachment_create(room=room, uploader=user, upload=files[0])
         return Response(attachment_to_dict(attachment), status=status.HTTP_201_CREATED)
 

@@ -115,7 +115,7 @@ def test_an_empty_part_without_its_blank_line_is_no_file(api, bob, lobby, media_
     # the blank line browsers, curl and requests send (RFC 2046 allows both);
     # Django's parser drops such a part, so the server sees no file at all.
     raw = (
-        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"empty.txt\"\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="empty.txt"\r\n'
         b"Content-Type: text/plain\r\n\r\n--B--\r\n"
     )
     response = api(bob).client.generic(
