@@ -26,7 +26,16 @@ from rooms.models import Room
 from rooms.selectors import room_check_moderator, room_check_readable, room_get
 
 from . import serializers as s
-from .pagination import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_BIGINT, int_param, limit_param, page_url
+from .pagination import (
+    HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT,
+    LIMIT_SCHEMA,
+    MAX_BIGINT,
+    int_param,
+    int_param_schema,
+    limit_param,
+    page_url,
+)
 from .views import errors, validated, viewer
 
 
@@ -140,10 +149,12 @@ class RoomReportResolveView(APIView):
 class RoomAuditView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("before", int, description="Only entries older than this one (set by `next`)."),
+            OpenApiParameter(
+                "before", int_param_schema(), description="Only entries older than this one (set by `next`)."
+            ),
             OpenApiParameter(
                 "limit",
-                int,
+                LIMIT_SCHEMA,
                 description=f"Page size, default {HISTORY_DEFAULT_LIMIT}; above {HISTORY_MAX_LIMIT} is clamped.",
             ),
         ],

@@ -10,10 +10,12 @@ the two agree.
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from audit.models import AuditEntry
 from messaging.models import Report
+from messaging.services import REPORT_REASON_MAX
 from rooms.models import Membership, Room
 
 
@@ -251,8 +253,15 @@ class ReadMarkerResponseSerializer(serializers.Serializer):
 
 
 class ReportCreateSerializer(serializers.Serializer):
-    # Trimmed and counted by the service (messaging.services.clean_reason).
-    reason = StrictCharField(trim_whitespace=False, allow_blank=True, help_text="1-500 characters after trimming.")
+    # Trimmed before it is counted, so the bounds hold for the stored reason; the
+    # pattern (as the search `q`'s) tells clients that white space alone and NUL are
+    # refused. The service (messaging.services.clean_reason) checks it all again.
+    reason = StrictCharField(
+        min_length=1,
+        max_length=REPORT_REASON_MAX,
+        validators=[RegexValidator(r"^[^\x00]*[^\x00\s][^\x00]*$", "reason must not be blank or contain NUL.")],
+        help_text="1-500 characters after trimming.",
+    )
 
 
 class ReportResolveSerializer(serializers.Serializer):

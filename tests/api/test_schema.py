@@ -1,5 +1,7 @@
 """The OpenAPI schema and docs page: public, JSON, offline, and true to the responses."""
 
+import re
+
 import pytest
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
@@ -38,6 +40,30 @@ def test_schema_is_public_json(api):
     # The token endpoint is the one way in, so it needs no authentication.
     assert paths["/api/auth/token/"]["post"].get("security", [{}]) == [{}]
     assert paths["/api/rooms/"]["get"]["security"] == [{"cookieAuth": []}, {"tokenAuth": []}]
+
+
+def test_schema_states_the_bounds_the_server_enforces(api):
+    # A client (or the fuzzer) reading the schema must not find a value it allows refused.
+    schema = api().get("/api/schema/").json()
+    paths = schema["paths"]
+    paging = {"before": 0, "after": 0, "offset": 0, "limit": 1}
+    checked = 0
+    for path, item in paths.items():
+        for method, operation in item.items():
+            for param in operation.get("parameters", []):
+                if param["in"] == "query" and param["name"] in paging:
+                    assert param["schema"].get("minimum") == paging[param["name"]], (method, path, param)
+                    checked += 1
+    assert checked >= 8
+    audit = {p["name"]: p["schema"] for p in paths["/api/rooms/{slug}/audit/"]["get"]["parameters"]}
+    assert audit["before"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    assert audit["limit"] == {"type": "integer", "minimum": 1}
+    body = paths["/api/messages/{message_id}/report/"]["post"]["requestBody"]["content"]["application/json"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    reason = schema["components"]["schemas"][ref]["properties"]["reason"]
+    assert (reason["minLength"], reason["maxLength"]) == (1, 500)
+    assert re.search(reason["pattern"], " x\n") and not re.search(reason["pattern"], " \t\n")
+    assert not re.search(reason["pattern"], "a\x00b")
 
 
 def test_schema_generation_has_no_warnings():

@@ -131,16 +131,14 @@ SEMANTIC_400 = {
     "DELETE /api/messages/{message_id}/reactions/{emoji}/": "one fully-qualified emoji sequence",
     "POST /api/rooms/{slug}/messages/": "body 1..4000 after trimming, or empty with the sender's unused uploads",
     "PATCH /api/messages/{message_id}/": "body 1..4000 after trimming",
-    "POST /api/messages/{message_id}/report/": "reason 1..500 after trimming",
-    "POST /api/rooms/{slug}/attachments/": "a non-empty file",
+    # Werkzeug, the transport here, ends an empty file's part without the blank line
+    # real clients send, and Django's parser drops the part (tests/api/test_attachments.py).
+    "POST /api/rooms/{slug}/attachments/": "an empty file, as Werkzeug encodes it",
     "PATCH /api/rooms/{slug}/members/{username}/": "not the owner's role",
-    # Known schema gap in the audit endpoint (reported, not mine to change): `before`
-    # is declared a plain integer, and a negative one is refused.
-    "GET /api/rooms/{slug}/audit/": "before >= 0, undeclared",
 }
 # negative_data_rejection expects schema-invalid requests refused. DRF trims these
 # fields before it checks their length, so white space may pad them past it.
-TRIMMED = {"POST /api/rooms/", "PATCH /api/rooms/{slug}/"}
+TRIMMED = {"POST /api/rooms/", "PATCH /api/rooms/{slug}/", "POST /api/messages/{message_id}/report/"}
 # Operations left out entirely, each with the defect that keeps it out: none now.
 SKIPPED: dict[str, str] = {}
 
