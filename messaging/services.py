@@ -1083,6 +1083,13 @@ def report_resolve(*, report_id: int, actor: User, action: Any, room: Room | Non
             raise NotFound("No such report.")
         if not actor.is_staff:
             room_check_moderator(room=report.room, user=actor)
+        # The message first, as message_delete locks it (the same rows, in the
+        # same statement), and only then its reports: every path takes the
+        # message before the reports, so two moderators acting on one reported
+        # message queue instead of deadlocking.
+        Message.objects.select_for_update(of=("self", "room", "author")).select_related("room", "author").filter(
+            pk=report.message_id
+        ).first()
         now = timezone.now()
         # Claimed by a conditional UPDATE, so of two moderators resolving at
         # once exactly one succeeds, on any database.
