@@ -33,11 +33,12 @@ from .mentions import MENTION_RE, token_candidates
 # The contract's list and nothing else: paragraphs and line breaks, emphasis,
 # strong, inline and fenced code, block quotes, lists, links.
 ALLOWED_TAGS = frozenset({"p", "br", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li", "a"})
-# `start` keeps "3. third" numbered 3; `class` only ever as "mention" (MENTION_CLASS).
-ALLOWED_ATTRIBUTES = {"a": frozenset({"href"}), "ol": frozenset({"start"})}
+# The contract: links carry href and rel (added by nh3), and "no other tag or
+# attribute appears". So no `class` on mentions (a mention is known by its
+# href, MENTION_HREF) and no `start` on lists ("3. third" is numbered from 1).
+ALLOWED_ATTRIBUTES = {"a": frozenset({"href"})}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "nofollow noopener noreferrer"
-MENTION_CLASS = "mention"
 
 # A mention links to the user's page in the web app (web.views.user_detail).
 MENTION_HREF = "/u/{}/"
@@ -79,7 +80,6 @@ _cleaner = nh3.Cleaner(
     tags=set(ALLOWED_TAGS),
     # "*": nothing generic (nh3 would otherwise keep `title` and `lang` anywhere).
     attributes={"*": set(), **{tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()}},
-    allowed_classes={"a": {MENTION_CLASS}},
     url_schemes=set(URL_SCHEMES),
     link_rel=LINK_REL,
     strip_comments=True,
@@ -119,7 +119,7 @@ def _link_mentions(children: list[Token], usernames: dict[str, list[str]]) -> li
             if match.start() > start:
                 out.append(_text(text[start : match.start()]))
             link = Token("link_open", "a", 1)
-            link.attrs = {"href": MENTION_HREF.format(quote(username, safe="")), "class": MENTION_CLASS}
+            link.attrs = {"href": MENTION_HREF.format(quote(username, safe=""))}
             out += [link, _text(text[match.start() : end]), Token("link_close", "a", -1)]
             start = end
         if start:

@@ -263,8 +263,10 @@
   // What the server's sanitizer lets through (messaging/markdown.py); checked again
   // here so that nothing else could ever reach the page, whatever sent the frame.
   const RICH_TAGS = new Set(["P", "BR", "EM", "STRONG", "CODE", "PRE", "BLOCKQUOTE", "UL", "OL", "LI", "A"]);
-  const RICH_ATTRS = { A: new Set(["href", "rel", "class"]), OL: new Set(["start"]) };
+  const RICH_ATTRS = { A: new Set(["href", "rel"]) };
   const SAFE_HREF = /^(https?:\/\/|mailto:|\/u\/[^/?#]+\/$)/i;
+  // The server marks a mention by its link alone: to the person's page.
+  const MENTION_HREF = /^\/u\/[^/?#]+\/$/;
 
   /** A message's body from its server-rendered `html`: links open in a new tab, mentions open the person's card. */
   function renderBody(m) {
@@ -298,7 +300,8 @@
       a.removeAttribute("href");
       return;
     }
-    if (a.classList.contains("mention")) {
+    if (MENTION_HREF.test(href)) {
+      a.classList.add("mention");
       let username;
       try {
         username = decodeURIComponent(href.slice(3, -1));

@@ -13,7 +13,7 @@ REL = 'rel="nofollow noopener noreferrer"'
 
 async def test_a_markdown_send_gets_html_in_the_ack_and_the_message(ws, alice, bob, lobby):
     body = "**bold** <script>alert(1)</script> see https://example.com and @bob"
-    bob_link = f'<a href="/u/bob/" class="mention" {REL}>@bob</a>'
+    bob_link = f'<a href="/u/bob/" {REL}>@bob</a>'
     expected = (
         "<p><strong>bold</strong> &lt;script&gt;alert(1)&lt;/script&gt; see "
         f'<a href="https://example.com" {REL}>https://example.com</a> and {bob_link}</p>'
@@ -50,9 +50,7 @@ async def test_edit_renders_again_and_delete_blanks_it(ws, alice, bob, lobby):
         await b.join("lobby")
         await database_sync_to_async(message_edit)(message=message, actor=alice, body="`final` for @bob")
         updated = await b.recv_type("message_updated")
-        assert updated["message"]["html"] == (
-            f'<p><code>final</code> for <a href="/u/bob/" class="mention" {REL}>@bob</a></p>'
-        )
+        assert updated["message"]["html"] == (f'<p><code>final</code> for <a href="/u/bob/" {REL}>@bob</a></p>')
         await database_sync_to_async(message_delete)(message=message, actor=alice)
         deleted = await b.recv_type("message_deleted")
         assert deleted["message"]["html"] == "" and deleted["message"]["body"] == ""
@@ -68,9 +66,9 @@ def test_a_batch_renders_each_message_with_its_own_mentions(alice, bob, carol, l
     results = messages_create(requests=requests)
     html = [posted.data["html"] for posted in results]
     assert html == [
-        f'<p>hi <a href="/u/bob/" class="mention" {REL}>@bob</a></p>',
+        f'<p>hi <a href="/u/bob/" {REL}>@bob</a></p>',
         "<p>&lt;b&gt;no&lt;/b&gt; @nobody</p>",
-        f'<blockquote>\n<p><a href="/u/carol/" class="mention" {REL}>@carol</a></p>\n</blockquote>\n'
-        f'<p><a href="/u/alice/" class="mention" {REL}>@alice</a></p>',
+        f'<blockquote>\n<p><a href="/u/carol/" {REL}>@carol</a></p>\n</blockquote>\n'
+        f'<p><a href="/u/alice/" {REL}>@alice</a></p>',
     ]
     assert [m.html for m in Message.objects.order_by("seq")] == html
