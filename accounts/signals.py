@@ -43,7 +43,7 @@ def audit_activation_saved_elsewhere(sender: type[User], instance: User, **kwarg
     """Audit a (de)activation that bypassed `user_set_active` (a shell, a script): no path skips the trail.
 
     The actor is unknown there, so it is recorded as nobody; the path is
-    whatever entry point is current (`system` outside any request).
+    whatever entry point is current (`admin` outside any request: a shell or a command).
     """
     was_active = instance.__dict__.pop(_WAS_ACTIVE, None)
     audited = instance.__dict__.pop(AUDITED, False)

@@ -294,5 +294,5 @@ class AuditEntrySerializer(serializers.Serializer):
     )
     path = serializers.ChoiceField(
         choices=AuditEntry.Path.choices,
-        help_text="How it came: websocket, rest, admin; system for a script on the server.",
+        help_text="How it came: websocket, rest or admin (a shell or command on the server counts as admin).",
     )

@@ -128,3 +128,17 @@ def test_client_frames():
         check_client_frame({"type": "send", "room": "lobby", "body": "hi"})
     with pytest.raises(FrameSchemaError):
         check_client_frame({"type": "join", "room": "Lobby"})
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"body": "hi"}, {"body": "", "attachments": [4]}, {"attachments": [4]}, {"body": None, "attachments": [4, 5]}],
+)
+def test_a_send_needs_a_body_or_attachments_as_the_server_does(extra):
+    check_client_frame({"type": "send", "room": "lobby", "client_id": "c1", **extra})
+
+
+@pytest.mark.parametrize("extra", [{}, {"attachments": []}, {"body": None}, {"body": None, "attachments": []}])
+def test_a_send_with_neither_is_not_a_frame(extra):
+    with pytest.raises(FrameSchemaError):
+        check_client_frame({"type": "send", "room": "lobby", "client_id": "c1", **extra})
