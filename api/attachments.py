@@ -8,7 +8,7 @@ the stored file with the headers of `attachment_response`.
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.http import FileResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions as drf
 from rest_framework import serializers, status
@@ -75,6 +75,7 @@ class AttachmentDownloadView(APIView):
             (200, "application/octet-stream"): OpenApiResponse(
                 description="The file. Verified images inline with their type; everything else as a download."
             ),
+            304: OpenApiResponse(description="Not modified: the `ETag` sent in `If-None-Match` still matches."),
             **errors(401, 404),
         },
         summary="Download an attachment (the `url` of an attachment)",
@@ -82,11 +83,15 @@ class AttachmentDownloadView(APIView):
             "For anyone who can read the room (an unused upload: its uploader only); anyone else gets 404. "
             "Always `X-Content-Type-Options: nosniff` and a sandboxing Content-Security-Policy; `Content-Disposition` "
             "is `inline` only for PNG, JPEG, GIF and WebP files whose content was verified, else `attachment` "
-            "(with `application/octet-stream`). The name in the path is for people; the id finds the file."
+            "(with `application/octet-stream`). `Cache-Control: private, no-cache` with an `ETag` and `Last-Modified`: "
+            "a browser asks again each time (a ban or a deleted message ends access at once) and a matching "
+            "`If-None-Match` gets 304. The name in the path is for people; the id finds the file."
         ),
     )
-    def get(self, request: Request, attachment_id: int, name: str) -> FileResponse:
+    def get(self, request: Request, attachment_id: int, name: str) -> HttpResponseBase:
         user = viewer(request)
         if attachment_id > MAX_BIGINT:
             raise drf.NotFound("No such file.")
-        return attachment_response(attachment_get_readable(attachment_id=attachment_id, user=user))
+        # Readable first: a 304 is an answer too, and only a reader gets one.
+        attachment = attachment_get_readable(attachment_id=attachment_id, user=user)
+        return attachment_response(attachment, request=request._request)

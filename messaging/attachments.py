@@ -8,14 +8,15 @@ in `Content-Disposition`. Only PNG, JPEG, GIF and WebP files that Pillow has
 parsed and verified are `is_image`, and only those are ever served inline.
 """
 
+import hashlib
 import logging
 import mimetypes
 import re
+import threading
 import time
 import unicodedata
-import warnings
 from datetime import timedelta
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote
 
 from django.conf import settings
@@ -23,8 +24,11 @@ from django.core.files.storage import Storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, transaction
 from django.db.models.signals import post_delete
-from django.http import FileResponse
+from django.http import FileResponse, HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils import timezone
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
 from PIL import Image
 
 from accounts.models import User
@@ -125,18 +129,23 @@ def verified_image(upload: UploadedFile) -> tuple[str, int, int] | None:
     stay plain downloads.
     """
     upload.seek(0)
+    # No warnings.catch_warnings() here: it swaps process-wide state, which is
+    # not safe with requests on several threads. The explicit pixel check runs
+    # before verify() (which decodes nothing), so a picture Pillow would warn
+    # about (over Image.MAX_IMAGE_PIXELS) is refused before anything else;
+    # one over twice that raises DecompressionBombError from open() itself.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(upload, formats=list(IMAGE_TYPES)) as image:
-                image_format = image.format
-                width, height = image.size
-                if image_format not in IMAGE_TYPES or width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-                    return None
-                image.verify()
+        with Image.open(upload, formats=list(IMAGE_TYPES)) as image:
+            image_format = image.format
+            width, height = image.size
+            if image_format not in IMAGE_TYPES or width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                return None
+            image.verify()
     # Pillow reports a malformed file with whatever its parser hit (SyntaxError,
-    # struct.error, OSError, ValueError, DecompressionBombError...): any of
-    # them means "not an image we serve inline".
+    # struct.error, OSError, ValueError, Image.DecompressionBombError...): any
+    # of them means "not an image we serve inline".
+    except Image.DecompressionBombError:
+        return None
     except Exception:
         return None
     finally:
@@ -187,28 +196,42 @@ def attachment_create(*, room: Room, uploader: User, upload: UploadedFile) -> At
     return attachment
 
 
-# The contract: uploads never used in a message are removed after a day. The
-# command (remove_unused_uploads) does it on a schedule; on top of that each
-# process sweeps, at most once per CHAT_UPLOAD_SWEEP_INTERVAL, when someone
-# uploads, so the promise holds even where nobody set up cron. One batch at
-# most, through the index on unused uploads: a few milliseconds.
+# The contract: uploads never used in a message are removed after a day,
+# without cron. Each server process sweeps on a timer (messaging.fanout's hub
+# loop, every CHAT_UPLOAD_SWEEP_INTERVAL) and, for a process that never had a
+# websocket, when someone uploads (at most once per interval as well); the
+# command (remove_unused_uploads) does the same from a scheduler. A sweep
+# removes everything due, batch by batch, within SWEEP_MAX_BATCHES and
+# SWEEP_TIME_BUDGET; what a budget leaves over goes on the next run.
 UNUSED_UPLOAD_TTL = timedelta(days=1)
+SWEEP_BATCH_SIZE = 500
+SWEEP_MAX_BATCHES = 20
+SWEEP_TIME_BUDGET = 10.0
 _last_sweep: float | None = None
+# One sweep at a time per process (requests run on several threads).
+_sweeping = threading.Lock()
 
 
-def sweep_unused_uploads() -> int:
-    """Remove up to one batch of day-old unused uploads if this process has not looked for a while; returns how many."""
+def sweep_unused_uploads(*, force: bool = False) -> int:
+    """Remove day-old unused uploads, unless this process swept less than CHAT_UPLOAD_SWEEP_INTERVAL ago
+    (`force`: regardless); returns how many. Never raises a database error: it is logged, the next sweep catches up.
+    """
     global _last_sweep
     now = time.monotonic()
-    if _last_sweep is not None and now - _last_sweep < settings.CHAT_UPLOAD_SWEEP_INTERVAL:
+    if not force and _last_sweep is not None and now - _last_sweep < settings.CHAT_UPLOAD_SWEEP_INTERVAL:
         return 0
-    _last_sweep = now
+    if not _sweeping.acquire(blocking=False):
+        return 0  # another thread of this process is at it
     try:
-        return attachments_remove_unused(older_than=UNUSED_UPLOAD_TTL, max_batches=1)
+        _last_sweep = now
+        return attachments_remove_unused(
+            older_than=UNUSED_UPLOAD_TTL, max_batches=SWEEP_MAX_BATCHES, time_budget=SWEEP_TIME_BUDGET
+        )
     except DatabaseError:
-        # The upload itself succeeded; the next sweep or the command will catch up.
         logger.warning("sweeping unused uploads failed", exc_info=True)
         return 0
+    finally:
+        _sweeping.release()
 
 
 def attachment_delete(*, attachment: Attachment) -> None:
@@ -217,29 +240,43 @@ def attachment_delete(*, attachment: Attachment) -> None:
         attachment.delete()
 
 
-def attachments_remove_unused(*, older_than: timedelta, batch_size: int = 500, max_batches: int | None = None) -> int:
+def attachments_remove_unused(
+    *,
+    older_than: timedelta,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    time_budget: float | None = None,
+) -> int:
     """Delete uploads never attached to a message and older than `older_than`, their files too; returns how many.
 
+    Works in batches of `batch_size` (default SWEEP_BATCH_SIZE), each its own
+    transaction, until a batch comes back short (nothing more is due), or
+    `max_batches` batches or `time_budget` seconds are spent (None: no limit).
     Rows are locked before they are deleted (skipping any a send is
     attaching right now), so an upload a message claims concurrently is
     either attached or gone, never attached and then deleted.
     """
+    size = batch_size or SWEEP_BATCH_SIZE
     cutoff = timezone.now() - older_than
+    started = time.monotonic()
     removed = 0
     batches = 0
     while max_batches is None or batches < max_batches:
+        if time_budget is not None and batches and time.monotonic() - started >= time_budget:
+            break
         batches += 1
         with transaction.atomic():
             batch = list(
                 Attachment.objects.select_for_update(skip_locked=True)
                 .filter(message__isnull=True, created_at__lt=cutoff)
                 .order_by("created_at", "pk")
-                .values_list("pk", flat=True)[:batch_size]
+                .values_list("pk", flat=True)[:size]
             )
-            if not batch:
-                return removed
-            Attachment.objects.filter(pk__in=batch, message__isnull=True).delete()
+            if batch:
+                Attachment.objects.filter(pk__in=batch, message__isnull=True).delete()
         removed += len(batch)
+        if len(batch) < size:
+            break
     return removed
 
 
@@ -273,14 +310,29 @@ def content_disposition(disposition: str, name: str) -> str:
     return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def attachment_response(attachment: Attachment) -> FileResponse:
+@overload
+def attachment_response(attachment: Attachment) -> FileResponse: ...
+@overload
+def attachment_response(attachment: Attachment, *, request: HttpRequest | None) -> HttpResponseBase: ...
+
+
+def attachment_response(attachment: Attachment, *, request: HttpRequest | None = None) -> HttpResponseBase:
     """The stored file, streamed, with headers that stop it from ever running as a page.
 
     Inline only for verified images, with their verified type; everything
     else is an `application/octet-stream` download. `nosniff` stops a browser
     from guessing better, and the sandboxing CSP covers a file opened
-    directly anyway. Raises NotFound when the storage no longer has the file.
+    directly anyway. With `request` (a reader already checked), a matching
+    If-None-Match / If-Modified-Since gets a 304 without opening the file.
+    Raises NotFound when the storage no longer has the file.
     """
+    etag = attachment_etag(attachment)
+    last_modified = attachment.created_at.timestamp()
+    if request is not None:
+        not_modified = get_conditional_response(request, etag=etag, last_modified=int(last_modified))
+        if not_modified is not None:
+            _cache_headers(not_modified, etag, last_modified)
+            return not_modified
     try:
         handle = attachment.file.open("rb")
     except (OSError, ValueError) as exc:
@@ -292,6 +344,21 @@ def attachment_response(attachment: Attachment) -> FileResponse:
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cross-Origin-Resource-Policy"] = "same-origin"
-    # The viewer's own cache only: who may read a room can change (a ban).
-    response["Cache-Control"] = "private, max-age=3600"
+    _cache_headers(response, etag, last_modified)
     return response
+
+
+def _cache_headers(response: HttpResponseBase, etag: str, last_modified: float) -> None:
+    # The viewer's own cache only, and it asks every time: who may read a
+    # room changes (a ban) and a message's files go with it (a deletion), so
+    # no copy may be shown without the server saying yes again. The
+    # validators make that revalidation a 304 without the body.
+    response["Cache-Control"] = "private, no-cache"
+    response["ETag"] = etag
+    response["Last-Modified"] = http_date(last_modified)
+
+
+def attachment_etag(attachment: Attachment) -> str:
+    """A strong validator: an attachment's stored bytes never change, so its id and stored name identify them."""
+    digest = hashlib.sha256(f"{attachment.pk}:{attachment.file.name}:{attachment.size}".encode()).hexdigest()[:32]
+    return f'"{digest}"'

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -49,6 +50,7 @@ from rooms.models import room_group_name
 from rooms.presence import presence
 
 from . import db
+from .attachments import sweep_unused_uploads
 from .delivery import SeqCursor
 
 logger = logging.getLogger(__name__)
@@ -400,6 +402,9 @@ class Hub:
         self.locks: dict[str, asyncio.Lock] = {}
         self.reader: asyncio.Task[None] | None = None
         self.sweeper: asyncio.Task[None] | None = None
+        # Unused uploads: first look one interval after this hub starts, then every interval.
+        self.uploads_swept_at = time.monotonic()
+        self.upload_sweeper: asyncio.Task[int] | None = None
         self.resubscribing: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.started = asyncio.Lock()
@@ -427,6 +432,7 @@ class Hub:
                 self.channel = await self.layer.new_channel(prefix="chat-process.")
             self.reader = self.loop.create_task(self._read())
             if self.sweeper is None or self.sweeper.done():
+                self.uploads_swept_at = time.monotonic()
                 self.sweeper = self.loop.create_task(self._sweep_forever())
 
     def lock(self, group: str) -> asyncio.Lock:
@@ -552,6 +558,8 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if _cancel_requested():
+                    raise asyncio.CancelledError from None
                 # Redis went away: keep every socket open, wait, then make sure
                 # this process is in its groups again and repair from the database.
                 failures += 1
@@ -629,6 +637,35 @@ class Hub:
                 await self.sweep()
             except Exception:
                 logger.warning("fan-out sweep failed; retrying next interval", exc_info=True)
+            if _cancel_requested():
+                # Cancelled mid-sweep, and a library turned the CancelledError
+                # into an error that the sweep logged: stop all the same, or
+                # shutdown waits forever for this loop.
+                raise asyncio.CancelledError
+            self.sweep_uploads_when_due()
+
+    def sweep_uploads_when_due(self) -> None:
+        """Every CHAT_UPLOAD_SWEEP_INTERVAL, remove day-old unused uploads (the contract's promise, without cron).
+
+        On a worker thread of its own, off the loop and off the thread the
+        consumers' database calls share, so a long sweep delays no frame;
+        one at a time; its failure is logged and the next interval retries.
+        """
+        now = time.monotonic()
+        if now - self.uploads_swept_at < settings.CHAT_UPLOAD_SWEEP_INTERVAL:
+            return
+        if self.upload_sweeper is not None and not self.upload_sweeper.done():
+            return
+        self.uploads_swept_at = now
+        self.upload_sweeper = self.spawn(self.sweep_uploads())
+
+    async def sweep_uploads(self) -> int:
+        """One sweep of unused uploads (messaging.attachments.sweep_unused_uploads); how many went."""
+        try:
+            return await database_sync_to_async(sweep_unused_uploads, thread_sensitive=False)(force=True)
+        except Exception:
+            logger.warning("sweeping unused uploads failed; retrying next interval", exc_info=True)
+            return 0
 
     async def sweep(self) -> None:
         """One pass: close idle sockets, repair trailing gaps, refresh presence.
@@ -689,6 +726,17 @@ class Hub:
             async with self.lock(room.group):
                 if room.subscribed:
                     await room.load_online()
+
+
+def _cancel_requested() -> bool:
+    """Whether this task was cancelled, even if the CancelledError never reached it.
+
+    redis-py can turn a cancellation that lands mid-command into a connection
+    error; a loop that logs errors and goes on would then never end.
+    `Task.cancelling()` still counts the request.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

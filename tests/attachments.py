@@ -22,3 +22,16 @@ HTML = b"<!doctype html><html><body><script>alert(document.cookie)</script></bod
 def html_as_png(name: str = "innocent.png") -> SimpleUploadedFile:
     """An HTML page with an image's name and declared type: must never be served as either."""
     return SimpleUploadedFile(name, HTML, content_type="image/png")
+
+
+def png_header(width: int, height: int, name: str = "bomb.png") -> SimpleUploadedFile:
+    """A few bytes that announce a `width` x `height` PNG (signature, IHDR, IEND), with no pixels at all."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+    return SimpleUploadedFile(name, data, content_type="image/png")

@@ -239,9 +239,10 @@ CHAT_PRESENCE_BATCH = env.float("CHAT_PRESENCE_BATCH", default=0.25)
 # bigger is 413 too_large, refused by Content-Length before the body is read
 # where the client sends one (config.upload_limits).
 CHAT_MAX_UPLOAD_BYTES = env.int("CHAT_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
-# Uploads never used in a message are removed after a day: by `manage.py
-# remove_unused_uploads` on a schedule, and by each process at most this often
-# (seconds) when someone uploads, so the promise holds without cron too.
+# Uploads never used in a message are removed after a day: each server process
+# sweeps this often (seconds) on a timer (and when someone uploads, at most as
+# often), so the promise holds without cron; `manage.py remove_unused_uploads`
+# does the same from a scheduler.
 CHAT_UPLOAD_SWEEP_INTERVAL = env.float("CHAT_UPLOAD_SWEEP_INTERVAL", default=3600.0)
 # Uploads go through Django's storage API: a local folder by default, never
 # served directly (every download passes the API's access checks), or an

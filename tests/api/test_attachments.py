@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from messaging.models import Attachment
 from rooms.models import Ban, Membership
 from tests.api.conftest import assert_error
-from tests.attachments import HTML, html_as_png, image_bytes, png_upload
+from tests.attachments import HTML, html_as_png, image_bytes, png_header, png_upload
 from tests.factories import RoomFactory
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,9 @@ def test_a_real_png_is_stored_and_served_inline(api, bob, lobby, media_root):
     )
     assert served["X-Content-Type-Options"] == "nosniff"
     assert served["Content-Security-Policy"] == "default-src 'none'; sandbox"
-    assert served["Cache-Control"].startswith("private")
+    # Never served from a cache without asking: a ban or a deletion ends access at once.
+    assert served["Cache-Control"] == "private, no-cache"
+    assert served["ETag"].startswith('"') and served["Last-Modified"].endswith("GMT")
 
 
 @pytest.mark.parametrize("fmt, content_type", [("JPEG", "image/jpeg"), ("GIF", "image/gif"), ("WEBP", "image/webp")])
@@ -214,6 +216,36 @@ def test_downloads_need_read_access(api, alice, bob, carol, dave, private_room, 
     # A ban hides the room's files too.
     Ban.objects.create(room=private_room, user=bob, banned_by=alice)
     assert_error(api(bob).get(url), 404, "not_found")
+
+
+def test_revalidation_is_a_304_for_readers_only(api, alice, bob, lobby, media_root):
+    from messaging.services import message_create
+
+    attachment_id = upload(api, bob, "lobby", png_upload()).json()["id"]
+    message_create(room=lobby, author=bob, body="", attachments=[attachment_id])
+    url = f"/api/attachments/{attachment_id}/picture.png"
+    first, _ = download(api, alice, url)
+    etag = first["ETag"]
+    again = api(alice).client.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304 and again.content == b""
+    assert (again["ETag"], again["Cache-Control"]) == (etag, "private, no-cache")
+    since = api(alice).client.get(url, HTTP_IF_MODIFIED_SINCE=first["Last-Modified"])
+    assert since.status_code == 304
+    assert download(api, alice, url)[0].status_code == 200  # no validator: the file
+    assert api(alice).client.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
+    # The cached copy is worth nothing once the reader is banned: 404, not 304.
+    Ban.objects.create(room=lobby, user=alice, banned_by=bob)
+    assert_error(api(alice).client.get(url, HTTP_IF_NONE_MATCH=etag), 404, "not_found")
+
+
+def test_a_decompression_bomb_header_is_a_download_not_a_500(api, bob, lobby, media_root):
+    response = upload(api, bob, "lobby", png_header(30_000, 30_000))
+    assert response.status_code == 201
+    assert response.json()["content_type"] == "application/octet-stream"
+    assert Attachment.objects.get().is_image is False
+    served, _ = download(api, bob, response.json()["url"])
+    assert served.status_code == 200
+    assert served["Content-Disposition"].startswith("attachment;")
 
 
 def test_a_deleted_message_takes_its_files_out_of_reach(api, alice, bob, lobby, media_root):

@@ -17,7 +17,7 @@ from messaging.attachments import (
     verified_image,
 )
 from messaging.models import Attachment
-from tests.attachments import HTML, image_bytes, png_upload
+from tests.attachments import HTML, image_bytes, png_header, png_upload
 from tests.factories import MessageFactory, RoomFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,23 @@ def test_decompression_bombs_are_plain_files(bob, lobby, media_root):
     assert (attachment.is_image, attachment.content_type) == (False, "application/octet-stream")
 
 
+def test_a_header_declaring_a_huge_picture_is_a_plain_file_and_sets_nothing_global(bob, lobby, media_root):
+    """30000 x 30000 trips Pillow's DecompressionBombError in open(): caught, a download; no warning filter is left."""
+    import warnings
+
+    filters_before = list(warnings.filters)
+    bomb = png_header(30_000, 30_000)
+    assert len(bomb) < 100
+    assert verified_image(bomb) is None
+    attachment = attachment_create(room=lobby, uploader=bob, upload=bomb)
+    assert (attachment.is_image, attachment.content_type, attachment.name) == (
+        False,
+        "application/octet-stream",
+        "bomb.png",
+    )
+    assert warnings.filters == filters_before
+
+
 def test_a_verified_image_gets_its_format_extension(bob, lobby, media_root):
     attachment = attachment_create(room=lobby, uploader=bob, upload=png_upload("page.html"))
     assert (attachment.name, attachment.content_type, attachment.is_image) == ("page.html.png", "image/png", True)
@@ -135,6 +152,41 @@ def test_uploads_also_sweep_day_old_unused_ones_at_most_once_per_interval(
         attachment_create(room=lobby, uploader=bob, upload=png_upload("later.png"))
     assert set(Attachment.objects.values_list("name", flat=True)) == {"soon.png", "later.png"}
     assert not path.exists()
+
+
+def test_one_sweep_removes_everything_due_in_batches_within_its_budget(
+    bob, lobby, media_root, monkeypatch, django_capture_on_commit_callbacks
+):
+    import messaging.attachments as attachments
+
+    monkeypatch.setattr(attachments, "SWEEP_BATCH_SIZE", 2)
+    monkeypatch.setattr(attachments, "SWEEP_MAX_BATCHES", 3)
+    old = [
+        _aged(attachment_create(room=lobby, uploader=bob, upload=png_upload(f"old{i}.png")), hours=25 + i)
+        for i in range(7)
+    ]
+    fresh = attachment_create(room=lobby, uploader=bob, upload=png_upload("fresh.png"))
+    paths = [media_root / a.file.name for a in old]
+    with django_capture_on_commit_callbacks(execute=True):
+        # Three batches of two: more than one batch in one run, and no more than the budget.
+        assert attachments.sweep_unused_uploads(force=True) == 6
+    assert list(Attachment.objects.values_list("name", flat=True).order_by("pk")) == ["old0.png", "fresh.png"]
+    assert [p.exists() for p in paths] == [True] + [False] * 6
+    with django_capture_on_commit_callbacks(execute=True):
+        assert attachments.sweep_unused_uploads(force=True) == 1  # the rest; a short batch ends the run
+    assert list(Attachment.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert not paths[0].exists()
+
+
+def test_the_command_removes_everything_due_whatever_the_sweep_budget(bob, lobby, media_root, monkeypatch):
+    import messaging.attachments as attachments
+
+    monkeypatch.setattr(attachments, "SWEEP_BATCH_SIZE", 2)
+    monkeypatch.setattr(attachments, "SWEEP_MAX_BATCHES", 1)
+    for i in range(5):
+        _aged(attachment_create(room=lobby, uploader=bob, upload=png_upload(f"old{i}.png")), days=2)
+    call_command("remove_unused_uploads")
+    assert not Attachment.objects.exists()
 
 
 @pytest.mark.parametrize("value, ok", [("2d", True), ("30m", True), ("1.5", True), ("soon", False), ("-1h", False)])

@@ -144,3 +144,75 @@ async def test_an_arrival_during_a_batch_being_sent_goes_out_in_the_next(ws, mon
         release.set()
         frame = await a.recv_type("presence")
     assert (frame["user"]["username"], frame["online"]) == ("bob", True)
+
+
+async def test_a_sweep_that_swallows_its_cancellation_still_stops(ws, monkeypatch, alice, lobby):
+    """A cancel that a library turns into an ordinary error mid-sweep must still end the loop (was: shutdown hung)."""
+    entered = asyncio.Event()
+
+    async def swallowing_sweep(self):
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            # What redis-py can do to a cancellation that lands mid-command.
+            raise ConnectionError("Connection closed by server.") from None
+
+    monkeypatch.setattr(fanout.Hub, "sweep", swallowing_sweep)
+    monkeypatch.setattr("django.conf.settings.CHAT_SWEEP_INTERVAL", 0.01)
+    hub = fanout.hub()
+    task = asyncio.get_running_loop().create_task(hub._sweep_forever())
+    await asyncio.wait_for(entered.wait(), 3)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    assert task in done and task.cancelled()
+
+
+async def test_the_hub_sweeps_unused_uploads_on_a_timer_without_any_upload(ws, settings, media_root, alice, bob, lobby):
+    """The contract's "removed after a day" without cron and without uploads: the hub loop sweeps every interval."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.attachments import attachment_create
+    from messaging.models import Attachment
+    from tests.attachments import png_upload
+
+    @database_sync_to_async
+    def old_upload(name):
+        attachment = attachment_create(room=lobby, uploader=bob, upload=png_upload(name))
+        Attachment.objects.filter(pk=attachment.pk).update(created_at=timezone.now() - timedelta(hours=25))
+        return media_root / attachment.file.name
+
+    paths = [await old_upload(f"old{i}.png") for i in range(3)]
+    settings.CHAT_SWEEP_INTERVAL = 0.05
+    settings.CHAT_UPLOAD_SWEEP_INTERVAL = 0.2
+    async with ws(alice):  # any socket starts this process's hub; nobody uploads from here on
+        deadline = time.monotonic() + 10
+        while any(p.exists() for p in paths) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not any(p.exists() for p in paths)
+        assert not await database_sync_to_async(Attachment.objects.exists)()
+
+
+async def test_a_failing_upload_sweep_is_logged_and_retried(ws, settings, monkeypatch, caplog, alice):
+    """A database outage during the sweep must not stop the hub's loop: the next interval tries again."""
+    calls = []
+
+    def flaky(*, force=False):
+        calls.append(force)
+        if len(calls) == 1:
+            raise RuntimeError("database is down")
+        return 0
+
+    monkeypatch.setattr(fanout, "sweep_unused_uploads", flaky)
+    settings.CHAT_SWEEP_INTERVAL = 0.05
+    settings.CHAT_UPLOAD_SWEEP_INTERVAL = 0.1
+    async with ws(alice):
+        deadline = time.monotonic() + 10
+        while len(calls) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        hub = fanout.hub()
+        assert len(calls) >= 2 and calls[0] is True
+        assert hub.sweeper is not None and not hub.sweeper.done()
+    assert "sweeping unused uploads failed" in caplog.text
