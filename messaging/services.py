@@ -54,13 +54,17 @@ def clean_body(body: Any, *, allow_empty: bool = False) -> str:
     return body
 
 
+# The largest id the bigint columns hold; a larger one names no row.
+_MAX_ID = 2**63 - 1
+
+
 def clean_reply_to(reply_to: Any) -> int | None:
     """A reply's target id: null or a positive integer (whether it exists, and where, is checked later)."""
     if reply_to is None:
         return None
     if isinstance(reply_to, bool) or not isinstance(reply_to, int) or reply_to < 1:
         raise BadRequest("reply_to must be a message id or null.")
-    if reply_to > 2**63 - 1:
+    if reply_to > _MAX_ID:
         # Beyond the id column: no such message. Looked up, it would be a
         # database error (an `unavailable` that no retry can cure).
         raise NotFound("No such message.")
@@ -69,7 +73,6 @@ def clean_reply_to(reply_to: Any) -> int | None:
 
 # At most this many files on one message (the contract's limit).
 MAX_ATTACHMENTS = 10
-_MAX_ID = 2**63 - 1
 
 
 def clean_attachments(value: Any) -> tuple[int, ...]:
@@ -811,17 +814,49 @@ def _mark_read(cursor: CursorWrapper, read_to: dict[tuple[int, int], int], now: 
     )
 
 
+def _lock_message(message_id: int) -> Message:
+    """The message with its room and author rows locked until COMMIT, in one statement.
+
+    Every write to a message takes exactly these locks first (and a report's
+    resolution takes them before the report's), so writers of one message
+    queue in the same order and never deadlock.
+    """
+    return (
+        Message.objects.select_for_update(of=("self", "room", "author"))
+        .select_related("author", "room", "reply_to__author")
+        .get(pk=message_id)
+    )
+
+
+def _check_moderates_message(*, message: Message, actor: User, refusal: str) -> None:
+    """Staff, or the room's owner or a moderator: else NotFound (private room, not a member) or Forbidden(refusal)."""
+    if actor.is_staff:
+        return
+    membership = Membership.objects.filter(room_id=message.room_id, user=actor).first()
+    if membership is None or not membership.can_moderate:
+        if message.room.is_private and membership is None:
+            raise NotFound("No such message.")
+        raise Forbidden(refusal)
+
+
+def _audit_message(*, actor: User, action: str, message: Message) -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        target=message_target(message),
+        room_id=message.room_id,
+        target_user_id=message.author_id,
+        message_id=message.pk,
+    )
+
+
 def message_edit(*, message: Message, actor: User, body: Any) -> Message:
     """The author alone edits; the room gets `message_updated` with the whole message."""
     body = clean_body(body)
     if message.author_id != actor.pk:
         raise Forbidden("Only the author can edit a message.")
     with transaction.atomic():
-        current = (
-            Message.objects.select_for_update(of=("self", "room", "author"))
-            .select_related("author", "room", "reply_to__author")
-            .get(pk=message.pk)
-        )
+        current = _lock_message(message.pk)
         if current.deleted_at is not None:
             raise BadRequest("A deleted message cannot be edited.")
         if Ban.objects.filter(room_id=current.room_id, user=actor).exists():
@@ -848,17 +883,10 @@ def message_delete(*, message: Message, actor: User) -> Message:
     Deleting twice is a no-op that returns the deleted message.
     """
     with transaction.atomic():
-        current = (
-            Message.objects.select_for_update(of=("self", "room", "author"))
-            .select_related("author", "room", "reply_to__author")
-            .get(pk=message.pk)
-        )
-        if current.author_id != actor.pk and not actor.is_staff:
-            membership = Membership.objects.filter(room_id=current.room_id, user=actor).first()
-            if membership is None or not membership.can_moderate:
-                if current.room.is_private and membership is None:
-                    raise NotFound("No such message.")
-                raise Forbidden("Only the author or the room's moderators can delete this message.")
+        current = _lock_message(message.pk)
+        if current.author_id != actor.pk:
+            refusal = "Only the author or the room's moderators can delete this message."
+            _check_moderates_message(message=current, actor=actor, refusal=refusal)
         if current.deleted_at is None:
             current.deleted_at = timezone.now()
             current.deleted_by = actor
@@ -872,14 +900,7 @@ def message_delete(*, message: Message, actor: User) -> Message:
                 # A moderator's delete settles what was reported about it. The
                 # author's own delete does not: moderators may still act on why.
                 _close_reports(message=current, actor=actor, now=current.deleted_at)
-                audit_record(
-                    actor=actor,
-                    action=Action.MESSAGE_DELETED,
-                    target=message_target(current),
-                    room_id=current.room_id,
-                    target_user_id=current.author_id,
-                    message_id=current.pk,
-                )
+                _audit_message(actor=actor, action=Action.MESSAGE_DELETED, message=current)
     return current
 
 
@@ -896,17 +917,10 @@ def message_restore(*, message: Message, actor: User) -> Message:
     not deleted is a no-op. Audited unless the author restores their own.
     """
     with transaction.atomic():
-        current = (
-            Message.objects.select_for_update(of=("self", "room", "author"))
-            .select_related("author", "room", "reply_to__author")
-            .get(pk=message.pk)
+        current = _lock_message(message.pk)
+        _check_moderates_message(
+            message=current, actor=actor, refusal="Only the room's moderators or staff can restore a message."
         )
-        if not actor.is_staff:
-            membership = Membership.objects.filter(room_id=current.room_id, user=actor).first()
-            if membership is None or not membership.can_moderate:
-                if current.room.is_private and membership is None:
-                    raise NotFound("No such message.")
-                raise Forbidden("Only the room's moderators or staff can restore a message.")
         if current.deleted_at is None:
             return current
         current.deleted_at = None
@@ -916,14 +930,7 @@ def message_restore(*, message: Message, actor: User) -> Message:
         current.save(update_fields=["deleted_at", "deleted_by", "html"])
         _broadcast(current.room, "chat.message_updated", current)
         if current.author_id != actor.pk:
-            audit_record(
-                actor=actor,
-                action=Action.MESSAGE_RESTORED,
-                target=message_target(current),
-                room_id=current.room_id,
-                target_user_id=current.author_id,
-                message_id=current.pk,
-            )
+            _audit_message(actor=actor, action=Action.MESSAGE_RESTORED, message=current)
     return current
 
 
@@ -1083,13 +1090,10 @@ def report_resolve(*, report_id: int, actor: User, action: Any, room: Room | Non
             raise NotFound("No such report.")
         if not actor.is_staff:
             room_check_moderator(room=report.room, user=actor)
-        # The message first, as message_delete locks it (the same rows, in the
-        # same statement), and only then its reports: every path takes the
-        # message before the reports, so two moderators acting on one reported
-        # message queue instead of deadlocking.
-        Message.objects.select_for_update(of=("self", "room", "author")).select_related("room", "author").filter(
-            pk=report.message_id
-        ).first()
+        # The message first, and only then its reports, as message_delete
+        # does: two moderators acting on one reported message queue instead
+        # of deadlocking.
+        _lock_message(report.message_id)
         now = timezone.now()
         # Claimed by a conditional UPDATE, so of two moderators resolving at
         # once exactly one succeeds, on any database.
