@@ -18,8 +18,8 @@ from accounts.serializers import user_to_dict
 from audit.models import AuditEntry
 from audit.selectors import audit_page
 from common.errors import NotFound
-from messaging.models import Message, Report
-from messaging.selectors import message_get, messages_to_dicts, reports_open
+from messaging.models import Report
+from messaging.selectors import messages_to_dicts, reports_open
 from messaging.serializers import iso
 from messaging.services import report_create, report_resolve
 from rooms.models import Room
@@ -36,7 +36,7 @@ from .pagination import (
     limit_param,
     page_url,
 )
-from .views import errors, validated, viewer
+from .views import errors, message_by_id, message_for_viewer, validated, viewer
 
 
 def report_to_dict(report: Report, message: dict[str, Any]) -> dict[str, Any]:
@@ -74,11 +74,6 @@ def moderated_room(slug: str, user: User) -> Room:
     return room
 
 
-def one_message(message: Message | int, user: User) -> dict[str, Any]:
-    message_id = message if isinstance(message, int) else message.pk
-    return messages_to_dicts([message_get(message_id=message_id)], viewer_id=user.pk)[0]
-
-
 class MessageReportView(APIView):
     @extend_schema(
         request=s.ReportCreateSerializer,
@@ -102,7 +97,7 @@ class MessageReportView(APIView):
         report, created = report_create(message_id=message_id, reporter=user, reason=data["reason"])
         report.reporter = user
         return Response(
-            report_to_dict(report, one_message(report.message_id, user)),
+            report_to_dict(report, message_for_viewer(message_by_id(report.message_id), user)),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -143,7 +138,7 @@ class RoomReportResolveView(APIView):
         if report_id > MAX_BIGINT:
             raise NotFound("No such report.")
         report = report_resolve(report_id=report_id, actor=user, action=data["action"], room=room)
-        return Response(report_to_dict(report, one_message(report.message_id, user)))
+        return Response(report_to_dict(report, message_for_viewer(message_by_id(report.message_id), user)))
 
 
 class RoomAuditView(APIView):

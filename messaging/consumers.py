@@ -81,6 +81,16 @@ def _has_lone_surrogate(frame: Any) -> bool:
 MAX_SEQ = 2**63 - 1
 
 
+def _message_id(frame: dict[str, Any]) -> int:
+    """A frame's `message_id`: a positive integer (else bad_request); beyond any id, NotFound."""
+    message_id = frame.get("message_id")
+    if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
+        raise BadRequest("message_id must be a message id.")
+    if message_id > MAX_SEQ:
+        raise NotFound("No such message.")
+    return message_id
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     """Handles `/ws/chat/` and `/ws/chat/<slug>/` (implicit join on connect)."""
 
@@ -320,11 +330,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_react(self, frame: dict[str, Any], ref: str | None) -> None:
         """Add or remove a reaction; no reply (every socket in the room gets `reaction`), or `error`."""
         member = self._joined(frame)
-        message_id = frame.get("message_id")
-        if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
-            raise BadRequest("message_id must be a message id.")
-        if message_id > MAX_SEQ:
-            raise NotFound("No such message.")
+        message_id = _message_id(frame)
         on = frame.get("on")
         if not isinstance(on, bool):
             raise BadRequest("on must be true or false.")
@@ -340,11 +346,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         a failure is an `error` frame. Deleting twice is a no-op.
         """
         member = self._joined(frame)
-        message_id = frame.get("message_id")
-        if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
-            raise BadRequest("message_id must be a message id.")
-        if message_id > MAX_SEQ:
-            raise NotFound("No such message.")
+        message_id = _message_id(frame)
         assert member.room.room_id is not None
         await db.delete_message(user=self.me, room_id=member.room.room_id, message_id=message_id)
 
