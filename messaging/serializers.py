@@ -1,3 +1,4 @@
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -118,14 +119,18 @@ def for_viewer(data: dict[str, Any], viewer_id: int | None) -> dict[str, Any]:
 
 def message_mentions(message: Message) -> list[dict[str, Any]]:
     """`mentions` of a Message: from `messaging.selectors.MENTIONS` when prefetched, else one query."""
-    cache = getattr(message, "_prefetched_objects_cache", {})
-    if "mentions" in cache:
-        rows = sorted(cache["mentions"], key=lambda mention: mention.position)
-    elif message.pk is None or message.deleted_at is not None:
-        return []
-    else:
-        rows = list(message.mentions.select_related("user").order_by("position"))
+    rows = _by_position(message, "mentions", lambda: message.mentions.select_related("user").order_by("position"))
     return [user_to_dict(mention.user) for mention in rows]
+
+
+def _by_position(message: Message, name: str, query: Callable[[], Iterable[Any]]) -> list[Any]:
+    """A message's `name` rows in `position` order: prefetched when they are, else `query()`; none once deleted."""
+    cache = getattr(message, "_prefetched_objects_cache", {})
+    if name in cache:
+        return sorted(cache[name], key=lambda row: row.position)
+    if message.pk is None or message.deleted_at is not None:
+        return []
+    return list(query())
 
 
 # --- attachments -------------------------------------------------------------------
@@ -153,11 +158,5 @@ def attachment_to_dict(attachment: Attachment) -> dict[str, Any]:
 
 def message_attachments(message: Message) -> list[dict[str, Any]]:
     """`attachments` of a Message: from `messaging.selectors.ATTACHMENTS` when prefetched, else one query."""
-    cache = getattr(message, "_prefetched_objects_cache", {})
-    if "attachments" in cache:
-        rows = sorted(cache["attachments"], key=lambda attachment: attachment.position)
-    elif message.pk is None or message.deleted_at is not None:
-        return []
-    else:
-        rows = list(message.attachments.order_by("position"))
+    rows = _by_position(message, "attachments", lambda: message.attachments.order_by("position"))
     return [attachment_to_dict(attachment) for attachment in rows]
